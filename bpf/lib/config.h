@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* config.h: runtime settings, set from Go before load (volatile const).
+ *
+ * The endpoint_* values describe the endpoint whose veth the programs are
+ * attached to; every endpoint gets its own loaded copy of lxc.o, sharing the
+ * node-wide maps. Nothing here needs a recompile to change.
+ */
+#ifndef CILIA_CONFIG_H
+#define CILIA_CONFIG_H
+
+#include "common.h"
+
+/* Trace levels: how many forwarding decisions emit a trace event. Drops are
+ * always reported. */
+#define TRACE_EVERY_PACKET     0 /* simulator, replay, tests */
+#define TRACE_CONNECTION_EVENTS 1 /* agent default: new connections and state changes */
+#define TRACE_DROPS_ONLY       2
+
+volatile const __u16 endpoint_id = 0;          /* endpoint id, key of cilia_ep_policy */
+volatile const __u32 endpoint_identity = 0;    /* security identity of the endpoint */
+volatile const __u32 endpoint_ifindex = 0;     /* ifindex of the host side of the veth */
+volatile const __be32 endpoint_ipv4 = 0;       /* network order; 0 = no IPv4 */
+volatile const __u8 endpoint_ipv6[16] = {};    /* all zero = no IPv6 */
+
+volatile const __u8 trace_level = TRACE_EVERY_PACKET;
+volatile const __u32 event_capture_len = 128;  /* bytes of packet head in events, <= 128 */
+
+/* Conntrack lifetimes in seconds (Cilium's defaults). */
+volatile const __u32 ct_lifetime_tcp = 21600;
+volatile const __u32 ct_lifetime_tcp_syn = 60;
+volatile const __u32 ct_lifetime_tcp_close = 10;
+volatile const __u32 ct_lifetime_nontcp = 60;
+
+#endif /* CILIA_CONFIG_H */

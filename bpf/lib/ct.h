@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* ct.h: connection tracking.
+ *
+ * One LRU hash for IPv4 and IPv6, keyed by struct tuple: the 5-tuple of the
+ * packet that created the entry plus the direction it was created in
+ * (DIR_EGRESS: the endpoint opened it; DIR_INGRESS: a peer opened it). A
+ * packet is
+ *   ESTABLISHED when its own tuple (with this direction) is found,
+ *   REPLY       when its reversed tuple (with the other direction) is found,
+ *   RELATED     when it is an ICMP error quoting a packet of a tracked flow,
+ *   NEW         otherwise, or when a SYN reopens a closed TCP tuple.
+ * Expired entries count as absent. ICMP echo uses the identifier as the
+ * source port of requests and the destination port of replies, so a reply's
+ * reversed tuple is its request's.
+ */
+#ifndef CILIA_CT_H
+#define CILIA_CT_H
+
+#include "common.h"
+#include "config.h"
+#include "drop_reasons.h"
+#include "parse.h"
+
+#define CT_MAX_ENTRIES 262144
+
+#define CT_NEW         0
+#define CT_ESTABLISHED 1
+#define CT_REPLY       2
+#define CT_RELATED     3
+
+#define CT_F_REPLY_SEEN 0x01 /* a packet went the reply way */
+#define CT_F_TX_CLOSING 0x02 /* FIN in the original direction */
+#define CT_F_RX_CLOSING 0x04 /* FIN in the reply direction */
+#define CT_F_CLOSED     0x08 /* RST, or FIN both ways */
+
+/* struct ct_entry is the state of one tracked connection. */
+struct ct_entry {
+	__u64 expires;          /* monotonic seconds; the entry is dead from then on */
+	__u64 packets;          /* original direction */
+	__u64 bytes;
+	__u64 reply_packets;
+	__u64 reply_bytes;
+	__u32 remote_identity;  /* identity of the peer when last checked */
+	__u32 policy_revision;  /* endpoint policy revision of the last check */
+	__u32 rule_id;          /* policy entry that allowed the connection */
+	__be16 proxy_port;      /* != 0: L7 redirect */
+	__be16 policy_port;     /* port (ICMP: type) the policy was checked for */
+	__u8 flags;             /* CT_F_* */
+	__u8 tcp_flags;         /* TCP flags seen in the original direction */
+	__u8 reply_tcp_flags;   /* TCP flags seen in the reply direction */
+	__u8 pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct tuple);
+	__type(value, struct ct_entry);
+	__uint(max_entries, CT_MAX_ENTRIES);
+} cilia_ct SEC(".maps");
+
+/* struct ct_result is what ct_lookup() found. */
+struct ct_result {
+	struct tuple key;        /* key of the entry (for delete and re-check) */
+	struct ct_entry *entry;  /* NULL for CT_NEW */
+	__u8 state;              /* CT_* */
+	__u8 changed;            /* the packet changed the entry's flags */
+};
+
+static __always_inline __u8 ct_other_dir(__u8 dir)
+{
+	return dir == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
+}
+
+/* ct_reverse writes the tuple of the opposite direction of t into out. */
+static __always_inline void ct_reverse(struct tuple *out, const struct tuple *t, __u8 dir)
+{
+	out->saddr = t->daddr;
+	out->daddr = t->saddr;
+	out->sport = t->dport;
+	out->dport = t->sport;
+	out->nexthdr = t->nexthdr;
+	out->family = t->family;
+	out->dir = dir;
+	out->pad = 0;
+}
+
+static __always_inline __u32 ct_lifetime(const struct ct_entry *e, __u8 nexthdr)
+{
+	if (nexthdr != IPPROTO_TCP)
+		return ct_lifetime_nontcp;
+	if (e->flags & CT_F_CLOSED)
+		return ct_lifetime_tcp_close;
+	if (!(e->flags & CT_F_REPLY_SEEN))
+		return ct_lifetime_tcp_syn;
+	return ct_lifetime_tcp;
+}
+
+/* ct_account updates counters, TCP state and lifetime of e for a packet of
+ * len bytes. Returns 1 when the entry's flags changed, 0 otherwise. */
+static __always_inline int ct_account(struct ct_entry *e, const struct packet *pkt,
+				      int reply, __u32 len, __u64 now)
+{
+	__u8 old = e->flags, f = pkt->tcp_flags, nf = old;
+
+	if (reply) {
+		e->reply_packets++;
+		e->reply_bytes += len;
+		e->reply_tcp_flags |= f;
+		nf |= CT_F_REPLY_SEEN;
+	} else {
+		e->packets++;
+		e->bytes += len;
+		e->tcp_flags |= f;
+	}
+	if (pkt->tuple.nexthdr == IPPROTO_TCP) {
+		if (f & TCP_FLAG_RST)
+			nf |= CT_F_CLOSED;
+		else if (f & TCP_FLAG_FIN)
+			nf |= reply ? CT_F_RX_CLOSING : CT_F_TX_CLOSING;
+		if ((nf & (CT_F_TX_CLOSING | CT_F_RX_CLOSING)) == (CT_F_TX_CLOSING | CT_F_RX_CLOSING))
+			nf |= CT_F_CLOSED;
+	}
+	if (nf != old)
+		e->flags = nf;
+	e->expires = now + ct_lifetime(e, pkt->tuple.nexthdr);
+	return nf != old;
+}
+
+static __always_inline struct ct_entry *ct_find_alive(const struct tuple *key, __u64 now)
+{
+	struct ct_entry *e = bpf_map_lookup_elem(&cilia_ct, key);
+
+	if (e && e->expires > now)
+		return e;
+	return NULL;
+}
+
+/* ct_lookup classifies pkt travelling in direction dir and accounts it to
+ * the entry it belongs to. Returns the CT_* state; r->entry is set unless
+ * the state is CT_NEW. */
+static __always_inline int ct_lookup(const struct packet *pkt, __u8 dir, __u32 len,
+				     struct ct_result *r)
+{
+	__u64 now = now_seconds();
+	struct ct_entry *e;
+
+	r->key = pkt->tuple;
+	r->key.dir = dir;
+	r->key.pad = 0;
+	e = ct_find_alive(&r->key, now);
+	if (e) {
+		/* A fresh SYN on a closed tuple opens a new connection. */
+		if (pkt->tuple.nexthdr == IPPROTO_TCP && (e->flags & CT_F_CLOSED) &&
+		    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return r->state = CT_NEW;
+		r->changed = ct_account(e, pkt, 0, len, now);
+		r->entry = e;
+		return r->state = CT_ESTABLISHED;
+	}
+
+	ct_reverse(&r->key, &pkt->tuple, ct_other_dir(dir));
+	e = ct_find_alive(&r->key, now);
+	if (e) {
+		r->changed = ct_account(e, pkt, 1, len, now);
+		r->entry = e;
+		return r->state = CT_REPLY;
+	}
+
+	if (pkt->icmp_error) {
+		/* The quoted packet travelled the other way: it is either the
+		 * original of an entry created in that direction, or a reply of
+		 * an entry created in ours. */
+		r->key = pkt->inner;
+		r->key.dir = ct_other_dir(dir);
+		r->key.pad = 0;
+		e = ct_find_alive(&r->key, now);
+		if (!e) {
+			ct_reverse(&r->key, &pkt->inner, dir);
+			e = ct_find_alive(&r->key, now);
+		}
+		if (e) {
+			r->entry = e;
+			return r->state = CT_RELATED;
+		}
+	}
+
+	r->key = pkt->tuple;
+	r->key.dir = dir;
+	r->key.pad = 0;
+	r->entry = NULL;
+	return r->state = CT_NEW;
+}
+
+/* ct_create records a new connection for pkt under key (r->key after a
+ * CT_NEW lookup). Returns 0, or -DROP_CT_MAP_INSERTION_FAILED when the map
+ * refuses the entry (full): the caller must drop, never forward untracked. */
+static __always_inline int ct_create(const struct tuple *key, const struct packet *pkt,
+				     __u32 len, __u32 remote_identity, __u32 revision,
+				     __u32 rule_id, __be16 proxy_port)
+{
+	struct ct_entry e = {
+		.packets = 1,
+		.bytes = len,
+		.remote_identity = remote_identity,
+		.policy_revision = revision,
+		.rule_id = rule_id,
+		.proxy_port = proxy_port,
+		.policy_port = pkt->policy_port,
+		.tcp_flags = pkt->tcp_flags,
+	};
+
+	if (pkt->tuple.nexthdr == IPPROTO_TCP && (pkt->tcp_flags & TCP_FLAG_RST))
+		e.flags = CT_F_CLOSED;
+	e.expires = now_seconds() + ct_lifetime(&e, pkt->tuple.nexthdr);
+	if (bpf_map_update_elem(&cilia_ct, key, &e, BPF_ANY) < 0)
+		return -DROP_CT_MAP_INSERTION_FAILED;
+	return 0;
+}
+
+#endif /* CILIA_CT_H */

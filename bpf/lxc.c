@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* lxc.c: the programs on the host side of an endpoint's veth.
+ *
+ *   from_container  tc ingress of the host-side veth: packets the pod sends
+ *                   (egress policy of the endpoint);
+ *   to_container    tc egress of the host-side veth: packets to the pod
+ *                   (ingress policy of the endpoint).
+ *
+ * Pipeline of both: parse -> (from_container: source check) -> fragments ->
+ * remote identity from the ipcache -> conntrack -> policy for new flows (and
+ * re-check of tracked ones after a policy change) -> conntrack entry ->
+ * forward, redirect to the proxy, or drop. Every verdict emits an event
+ * (traces as trace_level says, drops always) and is counted in metrics.
+ */
+#include "lib/common.h"
+#include "lib/config.h"
+#include "lib/drop_reasons.h"
+#include "lib/parse.h"
+#include "lib/frag.h"
+#include "lib/ipcache.h"
+#include "lib/endpoints.h"
+#include "lib/policy.h"
+#include "lib/ct.h"
+#include "lib/events.h"
+#include "lib/forward.h"
+
+char _license[] SEC("license") = "Dual BSD/GPL";
+
+/* skb->mark of a packet handed to the L7 proxy: magic | port << 16 (Cilium's). */
+#define MARK_MAGIC_TO_PROXY 0x0200
+
+/* struct verdict_ctx carries what is known about the packet to the event. */
+struct verdict_ctx {
+	struct event_info info;
+	__u32 len;
+};
+
+static __always_inline void fill_identities(struct verdict_ctx *vc, __u8 dir, __u32 remote)
+{
+	if (dir == DIR_EGRESS) {
+		vc->info.src_identity = endpoint_identity;
+		vc->info.dst_identity = remote;
+	} else {
+		vc->info.src_identity = remote;
+		vc->info.dst_identity = endpoint_identity;
+	}
+}
+
+/* drop_packet reports a drop of `reason` and returns TC_ACT_SHOT. */
+static __always_inline int drop_packet(struct __sk_buff *ctx, struct verdict_ctx *vc, __u16 reason)
+{
+	vc->info.type = EVENT_DROP;
+	vc->info.verdict = VERDICT_DROPPED;
+	vc->info.reason = reason;
+	vc->info.obs_point = vc->info.direction == DIR_EGRESS ? OBS_FROM_ENDPOINT : OBS_TO_ENDPOINT;
+	vc->info.ifindex = endpoint_ifindex;
+	metrics_count(reason, vc->info.direction, vc->len);
+	event_send(ctx, &vc->info, endpoint_id);
+	return TC_ACT_SHOT;
+}
+
+/* pass_packet reports a forward to obs/ifindex and returns ret. Traces are
+ * emitted as trace_level says: every packet, or only for new connections
+ * and state changes. */
+static __always_inline int pass_packet(struct __sk_buff *ctx, struct verdict_ctx *vc, __u8 obs,
+				       __u32 ifindex, int ret, int state_changed)
+{
+	vc->info.type = EVENT_TRACE;
+	vc->info.obs_point = obs;
+	vc->info.ifindex = ifindex;
+	if (!vc->info.verdict)
+		vc->info.verdict = VERDICT_FORWARDED;
+	metrics_count(vc->info.reason, vc->info.direction, vc->len);
+	if (trace_level == TRACE_EVERY_PACKET ||
+	    (trace_level == TRACE_CONNECTION_EVENTS && state_changed))
+		event_send(ctx, &vc->info, endpoint_id);
+	return ret;
+}
+
+/* source_is_endpoint returns 1 when the packet's source address is the
+ * endpoint's own. */
+static __always_inline int source_is_endpoint(const struct packet *pkt)
+{
+	if (pkt->tuple.family == FAMILY_IPV4)
+		return endpoint_ipv4 != 0 && pkt->tuple.saddr.p32[0] == endpoint_ipv4;
+	{
+		union v6addr own;
+		int i, any = 0;
+
+		for (i = 0; i < 16; i++) {
+			own.addr[i] = endpoint_ipv6[i];
+			any |= own.addr[i];
+		}
+		return any && v6addr_equal(&pkt->tuple.saddr, &own);
+	}
+}
+
+/* recheck_policy re-evaluates a tracked connection whose verdict was taken
+ * under an older policy revision of this endpoint, in the direction the
+ * connection was created in. Returns 0 when it is still allowed (the entry
+ * is updated), or a negative drop reason (the entry is deleted). */
+static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy_state *st,
+					  struct verdict_ctx *vc)
+{
+	struct ct_entry *e = ct->entry;
+	const union v6addr *remote = ct->key.dir == DIR_EGRESS ? &ct->key.daddr : &ct->key.saddr;
+	__u32 identity = ipcache_identity(ct->key.family, remote);
+	struct policy_verdict pv;
+
+	if (policy_lookup(endpoint_id, ct->key.dir, identity, ct->key.nexthdr, e->policy_port,
+			  &pv) == POLICY_DROP) {
+		vc->info.rule_id = pv.rule_id;
+		vc->info.policy_match = pv.match;
+		bpf_map_delete_elem(&cilia_ct, &ct->key);
+		return -(int)pv.reason;
+	}
+	e->policy_revision = st->revision;
+	e->remote_identity = identity;
+	e->rule_id = pv.rule_id;
+	e->proxy_port = pv.proxy_port;
+	return 0;
+}
+
+/* handle_packet runs the pipeline for a packet travelling in dir relative
+ * to the endpoint. Returns TC_ACT_OK (to the stack or into the pod),
+ * TC_ACT_REDIRECT (to a local endpoint) or TC_ACT_SHOT. */
+static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
+{
+	struct verdict_ctx vc = { .len = ctx->len };
+	struct packet pkt = {};
+	struct ct_result ct = {};
+	struct policy_verdict pv = {};
+	struct ep_policy_state *st;
+	const union v6addr *remote;
+	__u32 remote_id;
+	int ret, changed = 0;
+
+	vc.info.direction = dir;
+	fill_identities(&vc, dir, IDENTITY_UNKNOWN);
+
+	ret = parse_packet(ctx, &pkt);
+	if (ret == PARSE_NOT_IP)
+		return pass_packet(ctx, &vc, dir == DIR_EGRESS ? OBS_TO_STACK : OBS_TO_ENDPOINT,
+				   dir == DIR_EGRESS ? 0 : endpoint_ifindex, TC_ACT_OK, 0);
+	if (ret < 0)
+		return drop_packet(ctx, &vc, -ret);
+	if (pkt.ndp)
+		return pass_packet(ctx, &vc, dir == DIR_EGRESS ? OBS_TO_STACK : OBS_TO_ENDPOINT,
+				   dir == DIR_EGRESS ? 0 : endpoint_ifindex, TC_ACT_OK, 0);
+	if (dir == DIR_EGRESS && !source_is_endpoint(&pkt))
+		return drop_packet(ctx, &vc, DROP_INVALID_SOURCE_IP);
+
+	ret = frag_track(&pkt);
+	if (ret < 0)
+		return drop_packet(ctx, &vc, -ret);
+
+	remote = dir == DIR_EGRESS ? &pkt.tuple.daddr : &pkt.tuple.saddr;
+	remote_id = ipcache_identity(pkt.tuple.family, remote);
+	fill_identities(&vc, dir, remote_id);
+
+	st = ep_policy_lookup(endpoint_id);
+	if (!st)
+		return drop_packet(ctx, &vc, DROP_POLICY_DENIED);
+
+	vc.info.ct_state = ct_lookup(&pkt, dir, vc.len, &ct);
+	if (ct.entry) {
+		changed = ct.changed;
+		if (ct.entry->policy_revision != st->revision) {
+			ret = recheck_policy(&ct, st, &vc);
+			if (ret < 0)
+				return drop_packet(ctx, &vc, -ret);
+		}
+		vc.info.rule_id = ct.entry->rule_id;
+		if (ct.state == CT_ESTABLISHED)
+			pv.proxy_port = ct.entry->proxy_port;
+	} else {
+		changed = 1;
+		policy_lookup(endpoint_id, dir, remote_id, pkt.tuple.nexthdr, pkt.policy_port, &pv);
+		vc.info.rule_id = pv.rule_id;
+		vc.info.policy_match = pv.match;
+		if (pv.action == POLICY_DROP)
+			return drop_packet(ctx, &vc, pv.reason);
+		ret = ct_create(&ct.key, &pkt, vc.len, remote_id, st->revision, pv.rule_id,
+				pv.proxy_port);
+		if (ret < 0)
+			return drop_packet(ctx, &vc, -ret);
+	}
+
+	if (pv.proxy_port) {
+		ctx->mark = MARK_MAGIC_TO_PROXY | ((__u32)bpf_ntohs(pv.proxy_port) << 16);
+		vc.info.verdict = VERDICT_REDIRECTED;
+		vc.info.reason = REASON_PUNT_TO_PROXY;
+		vc.info.proxy_port = pv.proxy_port;
+		return pass_packet(ctx, &vc, OBS_TO_PROXY, 0, TC_ACT_OK, changed);
+	}
+
+	if (dir == DIR_EGRESS) {
+		struct endpoint_info *ep = endpoint_lookup(pkt.tuple.family, &pkt.tuple.daddr);
+
+		if (ep) {
+			ret = local_deliver(ctx, &pkt, ep);
+			if (ret < 0)
+				return drop_packet(ctx, &vc, -ret);
+			return pass_packet(ctx, &vc, OBS_TO_ENDPOINT, ep->ifindex, ret, changed);
+		}
+		return pass_packet(ctx, &vc, OBS_TO_STACK, 0, TC_ACT_OK, changed);
+	}
+	return pass_packet(ctx, &vc, OBS_TO_ENDPOINT, endpoint_ifindex, TC_ACT_OK, changed);
+}
+
+SEC("tc")
+int from_container(struct __sk_buff *ctx)
+{
+	return handle_packet(ctx, DIR_EGRESS);
+}
+
+SEC("tc")
+int to_container(struct __sk_buff *ctx)
+{
+	return handle_packet(ctx, DIR_INGRESS);
+}

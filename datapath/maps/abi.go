@@ -1,0 +1,212 @@
+// Package maps is the Go mirror of the datapath's BPF map ABI. Every type
+// here names the C struct it mirrors (bpf/lib/*.h); TestLayoutMatchesBTF
+// checks each against the compiled object's BTF, field by field. Fields
+// whose name ends in Net hold network byte order.
+package maps
+
+// Address families as stored in map keys (common.h FAMILY_*).
+const (
+	FamilyIPv4 uint8 = 4
+	FamilyIPv6 uint8 = 6
+)
+
+// Direction is the traffic direction relative to an endpoint (common.h DIR_*).
+type Direction uint8
+
+// Directions.
+const (
+	Ingress Direction = 1
+	Egress  Direction = 2
+)
+
+// String returns "ingress" or "egress".
+func (d Direction) String() string {
+	switch d {
+	case Ingress:
+		return "ingress"
+	case Egress:
+		return "egress"
+	}
+	return "unknown"
+}
+
+// Reserved identities (Cilium's numbers) the datapath itself uses.
+const (
+	IdentityUnknown uint32 = 0
+	IdentityHost    uint32 = 1
+	IdentityWorld   uint32 = 2
+)
+
+// Tuple mirrors struct tuple (parse.h): a flow in one direction, and the
+// conntrack key, where Dir is the side the entry was created on.
+type Tuple struct {
+	SAddr    [16]byte `btf:"saddr"`
+	DAddr    [16]byte `btf:"daddr"`
+	SPortNet uint16   `btf:"sport"`
+	DPortNet uint16   `btf:"dport"`
+	NextHdr  uint8    `btf:"nexthdr"`
+	Family   uint8    `btf:"family"`
+	Dir      uint8    `btf:"dir"`
+	Pad      uint8    `btf:"pad"`
+}
+
+// Conntrack entry flags (ct.h CT_F_*).
+const (
+	CTFlagReplySeen uint8 = 0x01
+	CTFlagTxClosing uint8 = 0x02
+	CTFlagRxClosing uint8 = 0x04
+	CTFlagClosed    uint8 = 0x08
+)
+
+// Conntrack states reported in events (ct.h CT_*).
+const (
+	CTNew         uint8 = 0
+	CTEstablished uint8 = 1
+	CTReply       uint8 = 2
+	CTRelated     uint8 = 3
+)
+
+// CTEntry mirrors struct ct_entry (ct.h).
+type CTEntry struct {
+	Expires        uint64  `btf:"expires"`
+	Packets        uint64  `btf:"packets"`
+	Bytes          uint64  `btf:"bytes"`
+	ReplyPackets   uint64  `btf:"reply_packets"`
+	ReplyBytes     uint64  `btf:"reply_bytes"`
+	RemoteIdentity uint32  `btf:"remote_identity"`
+	PolicyRevision uint32  `btf:"policy_revision"`
+	RuleID         uint32  `btf:"rule_id"`
+	ProxyPortNet   uint16  `btf:"proxy_port"`
+	PolicyPortNet  uint16  `btf:"policy_port"`
+	Flags          uint8   `btf:"flags"`
+	TCPFlags       uint8   `btf:"tcp_flags"`
+	ReplyTCPFlags  uint8   `btf:"reply_tcp_flags"`
+	Pad            [5]byte `btf:"pad"`
+}
+
+// IPCacheKey mirrors struct ipcache_key (ipcache.h), an LPM trie key whose
+// Prefixlen counts 32 bits of family/pad before the address prefix.
+type IPCacheKey struct {
+	Prefixlen uint32   `btf:"prefixlen"`
+	Family    uint8    `btf:"family"`
+	Pad       [3]byte  `btf:"pad"`
+	Addr      [16]byte `btf:"addr"`
+}
+
+// IPCacheEntry mirrors struct ipcache_entry (ipcache.h).
+type IPCacheEntry struct {
+	Identity       uint32   `btf:"identity"`
+	TunnelFamily   uint8    `btf:"tunnel_family"`
+	Flags          uint8    `btf:"flags"`
+	Pad            uint16   `btf:"pad"`
+	TunnelEndpoint [16]byte `btf:"tunnel_endpoint"`
+}
+
+// EndpointKey mirrors struct endpoint_key (endpoints.h).
+type EndpointKey struct {
+	Addr   [16]byte `btf:"addr"`
+	Family uint8    `btf:"family"`
+	Pad    [7]byte  `btf:"pad"`
+}
+
+// EndpointInfo mirrors struct endpoint_info (endpoints.h).
+type EndpointInfo struct {
+	Ifindex    uint32  `btf:"ifindex"`
+	EndpointID uint16  `btf:"ep_id"`
+	Flags      uint16  `btf:"flags"`
+	Identity   uint32  `btf:"identity"`
+	MAC        [6]byte `btf:"mac"`
+	NodeMAC    [6]byte `btf:"node_mac"`
+}
+
+// Endpoint policy state flags (endpoints.h EP_POLICY_*).
+const (
+	PolicyIngressEnforced uint32 = 0x1
+	PolicyEgressEnforced  uint32 = 0x2
+)
+
+// EndpointPolicyState mirrors struct ep_policy_state (endpoints.h), the
+// value of cilia_ep_policy indexed by endpoint id.
+type EndpointPolicyState struct {
+	Revision uint32 `btf:"revision"`
+	Flags    uint32 `btf:"flags"`
+}
+
+// Policy key prefix lengths (policy.h POLICY_PREFIX_*).
+const (
+	PolicyPrefixL3    = 40
+	PolicyPrefixProto = 48
+	PolicyPrefixFull  = 64
+)
+
+// PolicyKey mirrors struct policy_key (policy.h), an LPM trie key.
+type PolicyKey struct {
+	Prefixlen uint32 `btf:"prefixlen"`
+	Identity  uint32 `btf:"identity"`
+	Egress    uint8  `btf:"egress"`
+	Protocol  uint8  `btf:"protocol"`
+	DPortNet  uint16 `btf:"dport"`
+}
+
+// Policy entry flags (policy.h POLICY_F_*).
+const (
+	PolicyFlagDeny uint8 = 0x1
+)
+
+// PolicyEntry mirrors struct policy_entry (policy.h).
+type PolicyEntry struct {
+	ProxyPortNet uint16 `btf:"proxy_port"`
+	Flags        uint8  `btf:"flags"`
+	Prefixlen    uint8  `btf:"prefixlen"`
+	RuleID       uint32 `btf:"rule_id"`
+}
+
+// FragKey mirrors struct frag_key (frag.h).
+type FragKey struct {
+	SAddr   [16]byte `btf:"saddr"`
+	DAddr   [16]byte `btf:"daddr"`
+	ID      uint32   `btf:"id"`
+	NextHdr uint8    `btf:"nexthdr"`
+	Family  uint8    `btf:"family"`
+	Pad     [2]byte  `btf:"pad"`
+}
+
+// FragPorts mirrors struct frag_ports (frag.h).
+type FragPorts struct {
+	SPortNet      uint16 `btf:"sport"`
+	DPortNet      uint16 `btf:"dport"`
+	PolicyPortNet uint16 `btf:"policy_port"`
+	Pad           uint16 `btf:"pad"`
+}
+
+// MetricsValue mirrors struct metrics_value (events.h), one CPU's count.
+type MetricsValue struct {
+	Packets uint64 `btf:"packets"`
+	Bytes   uint64 `btf:"bytes"`
+}
+
+// EventCaptureMax is the size of Event.Data (events.h EVENT_CAPTURE_MAX).
+const EventCaptureMax = 128
+
+// Event mirrors struct event (events.h), one ring buffer record.
+type Event struct {
+	Timestamp    uint64                `btf:"timestamp"`
+	Type         uint8                 `btf:"type"`
+	ObsPoint     uint8                 `btf:"obs_point"`
+	CTState      uint8                 `btf:"ct_state"`
+	Direction    uint8                 `btf:"direction"`
+	Reason       uint16                `btf:"reason"`
+	EndpointID   uint16                `btf:"ep_id"`
+	SrcIdentity  uint32                `btf:"src_identity"`
+	DstIdentity  uint32                `btf:"dst_identity"`
+	Ifindex      uint32                `btf:"ifindex"`
+	RuleID       uint32                `btf:"rule_id"`
+	ProxyPortNet uint16                `btf:"proxy_port"`
+	PolicyMatch  uint8                 `btf:"policy_match"`
+	Verdict      uint8                 `btf:"verdict"`
+	OrigLen      uint32                `btf:"orig_len"`
+	CapLen       uint16                `btf:"cap_len"`
+	Pad          uint16                `btf:"pad"`
+	Pad2         uint32                `btf:"pad2"`
+	Data         [EventCaptureMax]byte `btf:"data"`
+}
