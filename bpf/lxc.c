@@ -7,9 +7,9 @@
  *                   (ingress policy of the endpoint).
  *
  * Pipeline of both: parse -> (from_container: source check) -> fragments ->
- * remote identity from the ipcache -> conntrack -> policy for new flows (and
- * re-check of tracked ones after a policy change) -> conntrack entry ->
- * forward, redirect to the proxy, or drop. Every verdict emits an event
+ * conntrack -> new flows: remote identity from the ipcache, policy,
+ * conntrack entry; tracked flows: the entry's identity, and a policy
+ * re-check after a policy change -> forward, redirect to the proxy, or drop. Every verdict emits an event
  * (traces as trace_level says, drops always) and is counted in metrics.
  */
 #include "lib/common.h"
@@ -97,8 +97,9 @@ static __always_inline int source_is_endpoint(const struct packet *pkt)
 
 /* recheck_policy re-evaluates a tracked connection whose verdict was taken
  * under an older policy revision of this endpoint, in the direction the
- * connection was created in. Returns 0 when it is still allowed (the entry
- * is updated), or a negative drop reason (the entry is deleted). */
+ * connection was created in, for the remote identity freshly resolved from
+ * the ipcache. Returns 0 when it is still allowed (the entry is updated), or
+ * a negative drop reason (the entry is deleted). */
 static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy_state *st,
 					  struct verdict_ctx *vc)
 {
@@ -107,6 +108,7 @@ static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy
 	__u32 identity = ipcache_identity(ct->key.family, remote);
 	struct policy_verdict pv;
 
+	fill_identities(vc, vc->info.direction, identity);
 	if (policy_lookup(endpoint_id, ct->key.dir, identity, ct->key.nexthdr, e->policy_port,
 			  &pv) == POLICY_DROP) {
 		vc->info.rule_id = pv.rule_id;
@@ -131,8 +133,6 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	struct ct_result ct = {};
 	struct policy_verdict pv = {};
 	struct ep_policy_state *st;
-	const union v6addr *remote;
-	__u32 remote_id;
 	int ret, changed = 0;
 
 	vc.info.direction = dir;
@@ -154,17 +154,16 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	if (ret < 0)
 		return drop_packet(ctx, &vc, -ret);
 
-	remote = dir == DIR_EGRESS ? &pkt.tuple.daddr : &pkt.tuple.saddr;
-	remote_id = ipcache_identity(pkt.tuple.family, remote);
-	fill_identities(&vc, dir, remote_id);
-
 	st = ep_policy_lookup(endpoint_id);
 	if (!st)
 		return drop_packet(ctx, &vc, DROP_POLICY_DENIED);
 
 	vc.info.ct_state = ct_lookup(&pkt, dir, vc.len, &ct);
 	if (ct.entry) {
+		/* Tracked: the fast path needs no ipcache lookup, the entry
+		 * knows the peer's identity. */
 		changed = ct.changed;
+		fill_identities(&vc, dir, ct.entry->remote_identity);
 		if (ct.entry->policy_revision != st->revision) {
 			ret = recheck_policy(&ct, st, &vc);
 			if (ret < 0)
@@ -174,7 +173,11 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 		if (ct.state == CT_ESTABLISHED)
 			pv.proxy_port = ct.entry->proxy_port;
 	} else {
+		const union v6addr *remote = dir == DIR_EGRESS ? &pkt.tuple.daddr : &pkt.tuple.saddr;
+		__u32 remote_id = ipcache_identity(pkt.tuple.family, remote);
+
 		changed = 1;
+		fill_identities(&vc, dir, remote_id);
 		policy_lookup(endpoint_id, dir, remote_id, pkt.tuple.nexthdr, pkt.policy_port, &pv);
 		vc.info.rule_id = pv.rule_id;
 		vc.info.policy_match = pv.match;

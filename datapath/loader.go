@@ -239,8 +239,20 @@ func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) erro
 // Attach attaches from_container to tcx ingress and to_container to tcx
 // egress of the interface ifindex (the host side of the endpoint's veth).
 // With pinDir set the links are pinned there, so the programs stay
-// attached when the agent exits.
-func (e *Endpoint) Attach(ifindex int, pinDir string) error {
+// attached when the agent exits; a link already pinned there by an earlier
+// run is updated in place to the new program (no window without a program,
+// no second program in the chain). On error, links made by this call are
+// removed again.
+func (e *Endpoint) Attach(ifindex int, pinDir string) (err error) {
+	made := len(e.links)
+	defer func() {
+		if err != nil {
+			for _, l := range e.links[made:] {
+				l.Close()
+			}
+			e.links = e.links[:made]
+		}
+	}()
 	for _, a := range []struct {
 		prog   *ebpf.Program
 		attach ebpf.AttachType
@@ -249,13 +261,27 @@ func (e *Endpoint) Attach(ifindex int, pinDir string) error {
 		{e.FromContainer, ebpf.AttachTCXIngress, "from_container"},
 		{e.ToContainer, ebpf.AttachTCXEgress, "to_container"},
 	} {
+		pin := ""
+		if pinDir != "" {
+			pin = filepath.Join(pinDir, fmt.Sprintf("%s_%d", a.name, e.Config.ID))
+			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+				if err := l.Update(a.prog); err != nil {
+					l.Close()
+					return fmt.Errorf("update pinned link %s: %w", pin, privilegeError(err))
+				}
+				e.links = append(e.links, l)
+				continue
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("load pinned link %s: %w", pin, err)
+			}
+		}
 		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: a.prog, Attach: a.attach})
 		if err != nil {
 			return fmt.Errorf("attach %s to ifindex %d: %w", a.name, ifindex, privilegeError(err))
 		}
 		e.links = append(e.links, l)
-		if pinDir != "" {
-			if err := l.Pin(filepath.Join(pinDir, fmt.Sprintf("%s_%d", a.name, e.Config.ID))); err != nil {
+		if pin != "" {
+			if err := l.Pin(pin); err != nil {
 				return fmt.Errorf("pin link %s: %w", a.name, err)
 			}
 		}
@@ -358,14 +384,20 @@ func MissingCapabilities() ([]string, error) {
 }
 
 // privilegeError wraps EPERM/EACCES with ErrMissingCapability and the names
-// of the capabilities the process lacks.
+// of the capabilities the process lacks. The verifier also answers EACCES
+// when it rejects a program: a verifier error, or a refusal while every
+// capability is present, is returned unchanged.
 func privilegeError(err error) error {
 	if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EACCES) {
 		return err
 	}
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return err
+	}
 	missing, cerr := MissingCapabilities()
 	if cerr != nil || len(missing) == 0 {
-		return fmt.Errorf("%w (run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): %w", ErrMissingCapability, err)
+		return err
 	}
 	return fmt.Errorf("%w: %s (run as root or grant them): %w", ErrMissingCapability, strings.Join(missing, ", "), err)
 }

@@ -81,8 +81,8 @@ func SCTP(src, dst netip.AddrPort) []byte {
 	eth, _, ip := ipLayers(src.Addr(), dst.Addr(), layers.IPProtocolSCTP)
 	sctp := &layers.SCTP{SrcPort: layers.SCTPPort(src.Port()), DstPort: layers.SCTPPort(dst.Port()), VerificationTag: 0}
 	init := &layers.SCTPInit{
-		SCTPChunk:    layers.SCTPChunk{Type: layers.SCTPChunkTypeInit, Length: 20},
-		InitiateTag:  1, AdvertisedReceiverWindowCredit: 65535, OutboundStreams: 1, InboundStreams: 1, InitialTSN: 1,
+		SCTPChunk:   layers.SCTPChunk{Type: layers.SCTPChunkTypeInit, Length: 20},
+		InitiateTag: 1, AdvertisedReceiverWindowCredit: 65535, OutboundStreams: 1, InboundStreams: 1, InitialTSN: 1,
 	}
 	return Serialize(eth, ip, sctp, init)
 }
