@@ -183,10 +183,13 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 		vc.info.policy_match = pv.match;
 		if (pv.action == POLICY_DROP)
 			return drop_packet(ctx, &vc, pv.reason);
-		ret = ct_create(&ct.key, &pkt, vc.len, remote_id, st->revision, pv.rule_id,
-				pv.proxy_port);
-		if (ret < 0)
-			return drop_packet(ctx, &vc, -ret);
+		/* An ICMP error allowed on its own is no connection to track. */
+		if (!pkt.icmp_error) {
+			ret = ct_create(&ct.key, &pkt, vc.len, remote_id, st->revision,
+					pv.rule_id, pv.proxy_port);
+			if (ret < 0)
+				return drop_packet(ctx, &vc, -ret);
+		}
 	}
 
 	if (pv.proxy_port) {

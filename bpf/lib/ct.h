@@ -11,7 +11,9 @@
  *   NEW         otherwise, or when a SYN reopens a closed TCP tuple.
  * Expired entries count as absent. ICMP echo uses the identifier as the
  * source port of requests and the destination port of replies, so a reply's
- * reversed tuple is its request's.
+ * reversed tuple is its request's; other ICMP messages carry their type as
+ * the destination port, and a tracked ICMP message only covers messages of
+ * its own type (ct_icmp_matches). ICMP errors create no entry.
  */
 #ifndef CILIA_CT_H
 #define CILIA_CT_H
@@ -135,36 +137,34 @@ static __always_inline struct ct_entry *ct_find_alive(const struct tuple *key, _
 	return NULL;
 }
 
+/* ct_icmp_matches reports whether an ICMP packet may use entry e found
+ * under its own tuple (reply == 0) or its reversed tuple (reply == 1). ICMP
+ * policy is per type, so a tracked message only covers more messages of the
+ * same type in the same direction, and the only ICMP reply is an echo reply
+ * to an echo request. Other protocols always match. */
+static __always_inline int ct_icmp_matches(const struct ct_entry *e, const struct packet *pkt,
+					   int reply)
+{
+	__u8 nh = pkt->tuple.nexthdr;
+
+	if (nh != IPPROTO_ICMP && nh != IPPROTO_ICMPV6)
+		return 1;
+	if (!reply)
+		return e->policy_port == pkt->policy_port;
+	if (nh == IPPROTO_ICMP)
+		return pkt->icmp_type == ICMP_ECHOREPLY && e->policy_port == bpf_htons(ICMP_ECHO);
+	return pkt->icmp_type == ICMPV6_ECHO_REPLY && e->policy_port == bpf_htons(ICMPV6_ECHO_REQUEST);
+}
+
 /* ct_lookup classifies pkt travelling in direction dir and accounts it to
  * the entry it belongs to. Returns the CT_* state; r->entry is set unless
- * the state is CT_NEW. */
+ * the state is CT_NEW. ICMP errors are only ever RELATED (or NEW): they
+ * belong to the flow they quote, not to a flow of their own. */
 static __always_inline int ct_lookup(const struct packet *pkt, __u8 dir, __u32 len,
 				     struct ct_result *r)
 {
 	__u64 now = now_seconds();
 	struct ct_entry *e;
-
-	r->key = pkt->tuple;
-	r->key.dir = dir;
-	r->key.pad = 0;
-	e = ct_find_alive(&r->key, now);
-	if (e) {
-		/* A fresh SYN on a closed tuple opens a new connection. */
-		if (pkt->tuple.nexthdr == IPPROTO_TCP && (e->flags & CT_F_CLOSED) &&
-		    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-			return r->state = CT_NEW;
-		r->changed = ct_account(e, pkt, 0, len, now);
-		r->entry = e;
-		return r->state = CT_ESTABLISHED;
-	}
-
-	ct_reverse(&r->key, &pkt->tuple, ct_other_dir(dir));
-	e = ct_find_alive(&r->key, now);
-	if (e) {
-		r->changed = ct_account(e, pkt, 1, len, now);
-		r->entry = e;
-		return r->state = CT_REPLY;
-	}
 
 	if (pkt->icmp_error) {
 		/* The quoted packet travelled the other way: it is either the
@@ -182,8 +182,32 @@ static __always_inline int ct_lookup(const struct packet *pkt, __u8 dir, __u32 l
 			r->entry = e;
 			return r->state = CT_RELATED;
 		}
+		goto new;
 	}
 
+	r->key = pkt->tuple;
+	r->key.dir = dir;
+	r->key.pad = 0;
+	e = ct_find_alive(&r->key, now);
+	if (e && ct_icmp_matches(e, pkt, 0)) {
+		/* A fresh SYN on a closed tuple opens a new connection. */
+		if (pkt->tuple.nexthdr == IPPROTO_TCP && (e->flags & CT_F_CLOSED) &&
+		    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return r->state = CT_NEW;
+		r->changed = ct_account(e, pkt, 0, len, now);
+		r->entry = e;
+		return r->state = CT_ESTABLISHED;
+	}
+
+	ct_reverse(&r->key, &pkt->tuple, ct_other_dir(dir));
+	e = ct_find_alive(&r->key, now);
+	if (e && ct_icmp_matches(e, pkt, 1)) {
+		r->changed = ct_account(e, pkt, 1, len, now);
+		r->entry = e;
+		return r->state = CT_REPLY;
+	}
+
+new:
 	r->key = pkt->tuple;
 	r->key.dir = dir;
 	r->key.pad = 0;

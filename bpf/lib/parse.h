@@ -54,7 +54,7 @@ struct tuple {
 
 /* struct packet is everything the programs need to know about a packet. */
 struct packet {
-	struct tuple tuple;     /* ports are the CT ports (echo id for ICMP echo) */
+	struct tuple tuple;     /* ports are the CT ports (ICMP: echo id, else type) */
 	struct tuple inner;     /* ICMP errors: the tuple of the quoted packet */
 	__be16 policy_port;     /* dport for TCP/UDP/SCTP, htons(type) for ICMP */
 	__u16 l3_off;
@@ -93,9 +93,10 @@ static __always_inline int icmp6_is_error(__u8 type)
 	       type == ICMPV6_TIME_EXCEED || type == ICMPV6_PARAMPROB;
 }
 
-/* parse_inner_ports fills t->sport/dport from the quoted L4 header at off.
- * Returns 0, or -DROP_CT_TRUNCATED_OR_INVALID_HEADER when it is missing. */
-static __always_inline int parse_inner_ports(struct __sk_buff *ctx, __u32 off,
+/* parse_inner_ports fills t->sport/dport from the quoted L4 header at off;
+ * end is the end of the IP payload of the ICMP error. Returns 0, or
+ * -DROP_CT_TRUNCATED_OR_INVALID_HEADER when it is missing. */
+static __always_inline int parse_inner_ports(struct __sk_buff *ctx, __u32 off, __u32 end,
 					     struct tuple *t)
 {
 	__u8 hdr[8];
@@ -104,7 +105,7 @@ static __always_inline int parse_inner_ports(struct __sk_buff *ctx, __u32 off,
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
-		if (bpf_skb_load_bytes(ctx, off, hdr, 4) < 0)
+		if (off + 4 > end || bpf_skb_load_bytes(ctx, off, hdr, 4) < 0)
 			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 		__builtin_memcpy(&t->sport, &hdr[0], 2);
 		__builtin_memcpy(&t->dport, &hdr[2], 2);
@@ -112,7 +113,7 @@ static __always_inline int parse_inner_ports(struct __sk_buff *ctx, __u32 off,
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
 		/* The quoted packet is an echo request/reply we sent or got. */
-		if (bpf_skb_load_bytes(ctx, off, hdr, 8) < 0)
+		if (off + 8 > end || bpf_skb_load_bytes(ctx, off, hdr, 8) < 0)
 			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 		if (hdr[0] == ICMP_ECHO || hdr[0] == ICMPV6_ECHO_REQUEST) {
 			__builtin_memcpy(&t->sport, &hdr[4], 2);
@@ -127,10 +128,12 @@ static __always_inline int parse_inner_ports(struct __sk_buff *ctx, __u32 off,
 	}
 }
 
-/* parse_icmp_inner parses the IP header quoted by an ICMP error at off.
- * Returns 0 with pkt->inner filled, or a negative drop reason. */
+/* parse_icmp_inner parses the IP header quoted by an ICMP error at off; end
+ * is the end of the error's IP payload, which bounds every read (bytes in
+ * Ethernet padding are not part of the packet). Returns 0 with pkt->inner
+ * filled, or a negative drop reason. */
 static __always_inline int parse_icmp_inner(struct __sk_buff *ctx, struct packet *pkt,
-					    __u32 off)
+					    __u32 off, __u32 end)
 {
 	struct tuple *t = &pkt->inner;
 
@@ -138,7 +141,7 @@ static __always_inline int parse_icmp_inner(struct __sk_buff *ctx, struct packet
 		struct iphdr ip;
 		__u32 ihl;
 
-		if (bpf_skb_load_bytes(ctx, off, &ip, sizeof(ip)) < 0)
+		if (off + sizeof(ip) > end || bpf_skb_load_bytes(ctx, off, &ip, sizeof(ip)) < 0)
 			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 		ihl = ip.ihl * 4;
 		if (ip.version != 4 || ihl < sizeof(ip))
@@ -151,7 +154,7 @@ static __always_inline int parse_icmp_inner(struct __sk_buff *ctx, struct packet
 	} else {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(ctx, off, &ip6, sizeof(ip6)) < 0)
+		if (off + sizeof(ip6) > end || bpf_skb_load_bytes(ctx, off, &ip6, sizeof(ip6)) < 0)
 			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 		if (ip6.version != 6)
 			return -DROP_INVALID_PACKET;
@@ -162,7 +165,7 @@ static __always_inline int parse_icmp_inner(struct __sk_buff *ctx, struct packet
 		off += sizeof(ip6);
 	}
 	pkt->icmp_error = 1;
-	return parse_inner_ports(ctx, off, t);
+	return parse_inner_ports(ctx, off, end, t);
 }
 
 /* parse_l4 reads the L4 header at pkt->l4_off; l4_len is what the IP header
@@ -233,9 +236,13 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 		} else if (v6 ? icmp6_is_error(ih[0]) : icmp4_is_error(ih[0])) {
 			if (pkt->frag != FRAG_NONE)
 				return -DROP_IP_FRAGMENTATION_NOT_SUPPORTED;
-			return parse_icmp_inner(ctx, pkt, off + sizeof(ih));
-		} else if (v6 && ih[0] >= 133 && ih[0] <= 137) {
-			pkt->ndp = 1;
+			return parse_icmp_inner(ctx, pkt, off + sizeof(ih), off + l4_len);
+		} else {
+			/* No identifier: the type tells messages apart. */
+			t->sport = 0;
+			t->dport = bpf_htons(ih[0]);
+			if (v6 && ih[0] >= 133 && ih[0] <= 137)
+				pkt->ndp = 1;
 		}
 		return 0;
 	}
@@ -302,7 +309,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *ctx, struct packet *pkt)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ipv6hdr *ip6 = data + ETH_HLEN;
 	__u32 off, end, payload_len;
-	__u8 nexthdr;
+	__u8 nexthdr, seen_frag = 0;
 	int i;
 
 	if ((void *)(ip6 + 1) > data_end)
@@ -322,8 +329,9 @@ static __always_inline int parse_ipv6(struct __sk_buff *ctx, struct packet *pkt)
 	pkt->l3_off = ETH_HLEN;
 	nexthdr = ip6->nexthdr;
 
+	/* One pass per extension header, plus the pass that reaches the L4. */
 #pragma unroll
-	for (i = 0; i < IPV6_MAX_EXTHDRS; i++) {
+	for (i = 0; i <= IPV6_MAX_EXTHDRS; i++) {
 		__u8 hdr[8];
 
 		switch (nexthdr) {
@@ -334,6 +342,8 @@ static __always_inline int parse_ipv6(struct __sk_buff *ctx, struct packet *pkt)
 		case NEXTHDR_ROUTING:
 		case NEXTHDR_DEST:
 		case NEXTHDR_AUTH:
+			if (i == IPV6_MAX_EXTHDRS) /* the chain is longer than we walk */
+				return -DROP_INVALID_IPV6_EXTENSION_HEADER;
 			if (off + 8 > end || bpf_skb_load_bytes(ctx, off, hdr, 8) < 0)
 				return -DROP_INVALID_IPV6_EXTENSION_HEADER;
 			off += nexthdr == NEXTHDR_AUTH ? ((__u32)hdr[1] + 2) * 4
@@ -345,15 +355,19 @@ static __always_inline int parse_ipv6(struct __sk_buff *ctx, struct packet *pkt)
 		case NEXTHDR_FRAGMENT: {
 			__u16 fo;
 
+			if (i == IPV6_MAX_EXTHDRS || seen_frag) /* too long, or a second one */
+				return -DROP_INVALID_IPV6_EXTENSION_HEADER;
 			if (off + 8 > end || bpf_skb_load_bytes(ctx, off, hdr, 8) < 0)
 				return -DROP_INVALID_IPV6_EXTENSION_HEADER;
-			if (pkt->frag != FRAG_NONE) /* a second fragment header */
-				return -DROP_INVALID_IPV6_EXTENSION_HEADER;
+			seen_frag = 1;
 			nexthdr = hdr[0];
 			fo = ((__u16)hdr[2] << 8) | hdr[3];
 			__builtin_memcpy(&pkt->frag_id, &hdr[4], 4);
 			off += 8;
 			if (fo >> 3) {
+				/* RFC 1858 / RFC 8200 4.5: overlapping the TCP header. */
+				if ((fo >> 3) == 1 && nexthdr == IPPROTO_TCP)
+					return -DROP_IP_FRAGMENTATION_NOT_SUPPORTED;
 				pkt->frag = FRAG_LATER;
 				pkt->tuple.nexthdr = nexthdr;
 				pkt->l4_off = off;
@@ -368,7 +382,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *ctx, struct packet *pkt)
 			goto l4;
 		}
 	}
-	/* The chain is longer than we walk: refuse rather than guess the L4. */
+	/* Not reached: the last pass either finds the L4 or refuses. */
 	return -DROP_INVALID_IPV6_EXTENSION_HEADER;
 
 l4:

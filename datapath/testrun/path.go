@@ -69,12 +69,14 @@ func (h *Harness) Send(from *Endpoint, pkt []byte) (Path, error) {
 	case ActShot:
 		return p, nil
 	case ActRedirect:
-		t, ok := r.Trace()
-		if !ok {
-			return p, fmt.Errorf("send: from_container redirected without a trace event")
-		}
-		if next = h.EndpointByIfindex(t.Ifindex); next == nil {
-			return p, fmt.Errorf("send: redirect to ifindex %d, which is no endpoint", t.Ifindex)
+		// The trace names the target; with traces off (trace_level) the
+		// target is the endpoint the rewritten packet is addressed to.
+		if t, ok := r.Trace(); ok {
+			if next = h.EndpointByIfindex(t.Ifindex); next == nil {
+				return p, fmt.Errorf("send: redirect to ifindex %d, which is no endpoint", t.Ifindex)
+			}
+		} else if next = h.EndpointByAddr(dstAddr(r.Packet)); next == nil {
+			return p, fmt.Errorf("send: redirect to %s, which is no endpoint", dstAddr(r.Packet))
 		}
 	case ActOK:
 		if r.Mark != 0 { // handed to the proxy: the walk stops here
