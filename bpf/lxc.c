@@ -104,16 +104,17 @@ static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy
 					  struct verdict_ctx *vc)
 {
 	struct ct_entry *e = ct->entry;
-	const union v6addr *remote = ct->key.dir == DIR_EGRESS ? &ct->key.daddr : &ct->key.saddr;
-	__u32 identity = ipcache_identity(ct->key.family, remote);
+	const struct tuple *key = ct->key;
+	const union v6addr *remote = key->dir == DIR_EGRESS ? &key->daddr : &key->saddr;
+	__u32 identity = ipcache_identity(key->family, remote);
 	struct policy_verdict pv;
 
 	fill_identities(vc, vc->info.direction, identity);
-	if (policy_lookup(endpoint_id, ct->key.dir, identity, ct->key.nexthdr, e->policy_port,
+	if (policy_lookup(endpoint_id, key->dir, identity, key->nexthdr, e->policy_port,
 			  &pv) == POLICY_DROP) {
 		vc->info.rule_id = pv.rule_id;
 		vc->info.policy_match = pv.match;
-		bpf_map_delete_elem(&cilia_ct, &ct->key);
+		bpf_map_delete_elem(&cilia_ct, key);
 		return -(int)pv.reason;
 	}
 	e->policy_revision = st->revision;
@@ -129,10 +130,11 @@ static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy
 static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 {
 	struct verdict_ctx vc = { .len = ctx->len };
-	struct packet pkt = {};
-	struct ct_result ct = {};
+	struct packet pkt;       /* zeroed by parse_packet */
+	struct ct_result ct;     /* filled by ct_lookup */
 	struct policy_verdict pv = {};
 	struct ep_policy_state *st;
+	__u64 now;
 	int ret, changed = 0;
 
 	vc.info.direction = dir;
@@ -158,7 +160,8 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	if (!st)
 		return drop_packet(ctx, &vc, DROP_POLICY_DENIED);
 
-	vc.info.ct_state = ct_lookup(&pkt, dir, vc.len, &ct);
+	now = now_seconds();
+	vc.info.ct_state = ct_lookup(&pkt, dir, vc.len, now, &ct);
 	if (ct.entry) {
 		/* Tracked: the fast path needs no ipcache lookup, the entry
 		 * knows the peer's identity. */
@@ -185,7 +188,7 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 			return drop_packet(ctx, &vc, pv.reason);
 		/* An ICMP error allowed on its own is no connection to track. */
 		if (!pkt.icmp_error) {
-			ret = ct_create(&ct.key, &pkt, vc.len, remote_id, st->revision,
+			ret = ct_create(ct.key, &pkt, vc.len, now, remote_id, st->revision,
 					pv.rule_id, pv.proxy_port);
 			if (ret < 0)
 				return drop_packet(ctx, &vc, -ret);

@@ -35,6 +35,7 @@ const (
 // Names of the node-wide maps shared by every endpoint's programs.
 const (
 	MapIPCache        = "cilia_ipcache"
+	MapIPCacheHosts   = "cilia_ipc_hosts"
 	MapEndpoints      = "cilia_endpoints"
 	MapEndpointPolicy = "cilia_ep_policy"
 	MapCT             = "cilia_ct"
@@ -45,7 +46,7 @@ const (
 	MapPolicy = "cilia_policy"
 )
 
-var nodeMapNames = []string{MapIPCache, MapEndpoints, MapEndpointPolicy, MapCT, MapFrag, MapEvents, MapMetrics}
+var nodeMapNames = []string{MapIPCache, MapIPCacheHosts, MapEndpoints, MapEndpointPolicy, MapCT, MapFrag, MapEvents, MapMetrics}
 
 // Settings are the runtime settings of the programs (volatile consts).
 type Settings struct {
@@ -154,9 +155,13 @@ type Endpoint struct {
 	Config        EndpointConfig
 	FromContainer *ebpf.Program
 	ToContainer   *ebpf.Program
-	// Policy is the endpoint's policy map (an LPM trie of maps.PolicyKey).
+	// Policy is the endpoint's policy map (maps.PolicyKey ->
+	// maps.PolicyEntry). Write it with PutPolicy/DeletePolicy, which keep
+	// the prefix lengths the datapath probes up to date.
 	Policy *ebpf.Map
 	links  []link.Link
+	node   *Node
+	policy policyState
 }
 
 // LoadEndpoint loads from_container and to_container configured for cfg,
@@ -188,7 +193,12 @@ func (n *Node) LoadEndpoint(cfg EndpointConfig, s Settings) (*Endpoint, error) {
 		policy.Close()
 		return nil, fmt.Errorf("load programs of endpoint %d: %w", cfg.ID, privilegeError(err))
 	}
-	return &Endpoint{Config: cfg, FromContainer: objs.FromContainer, ToContainer: objs.ToContainer, Policy: policy}, nil
+	ep := &Endpoint{Config: cfg, FromContainer: objs.FromContainer, ToContainer: objs.ToContainer, Policy: policy, node: n}
+	if err := ep.loadPolicyState(); err != nil {
+		ep.Close()
+		return nil, err
+	}
+	return ep, nil
 }
 
 func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) error {

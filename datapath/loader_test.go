@@ -35,13 +35,10 @@ type testPod struct {
 	node     *datapath.Node
 }
 
-// writeState writes the pod's ep_policy entry with the next revision.
+// writeState writes the pod's enforcement flags with the next revision.
 func (p *testPod) writeState(t *testing.T) {
 	t.Helper()
-	p.revision++
-	key := uint32(p.id)
-	st := maps.EndpointPolicyState{Revision: p.revision, Flags: p.flags}
-	if err := p.node.Maps[datapath.MapEndpointPolicy].Put(&key, &st); err != nil {
+	if err := p.ep.SetEnforcement(p.flags&maps.PolicyIngressEnforced != 0, p.flags&maps.PolicyEgressEnforced != 0); err != nil {
 		t.Fatalf("write ep_policy of endpoint %d: %v", p.id, err)
 	}
 }
@@ -56,7 +53,7 @@ func (p *testPod) allow(t *testing.T, identity uint32, dir maps.Direction, proto
 	}
 	for _, k := range keys {
 		v := maps.PolicyEntry{Prefixlen: uint8(k.Prefixlen), RuleID: ruleID}
-		if err := p.ep.Policy.Put(&k, &v); err != nil {
+		if err := p.ep.PutPolicy(k, v); err != nil {
 			t.Fatalf("write policy entry %+v: %v", k, err)
 		}
 	}
@@ -109,13 +106,11 @@ func twoPods(t *testing.T, settings datapath.Settings) (*datapath.Node, *events.
 		copy(info.MAC[:], spec.MAC)
 		copy(info.NodeMAC[:], spec.HostMAC)
 		for _, a := range []netip.Addr{spec.IPv4, spec.IPv6} {
-			ek := maps.NewEndpointKey(a)
+			ek := maps.NewAddrKey(a)
 			if err := node.Maps[datapath.MapEndpoints].Put(&ek, &info); err != nil {
 				t.Fatalf("endpoints map: %v", err)
 			}
-			ik := maps.NewIPCacheKey(netip.PrefixFrom(a, a.BitLen()))
-			iv := maps.IPCacheEntry{Identity: p.identity}
-			if err := node.Maps[datapath.MapIPCache].Put(&ik, &iv); err != nil {
+			if err := node.SetIPCache(netip.PrefixFrom(a, a.BitLen()), maps.IPCacheEntry{Identity: p.identity}); err != nil {
 				t.Fatalf("ipcache: %v", err)
 			}
 		}
@@ -321,7 +316,7 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewNode: %v", err)
 	}
-	for _, name := range []string{datapath.MapIPCache, datapath.MapEndpoints, datapath.MapEndpointPolicy,
+	for _, name := range []string{datapath.MapIPCache, datapath.MapIPCacheHosts, datapath.MapEndpoints, datapath.MapEndpointPolicy,
 		datapath.MapCT, datapath.MapFrag, datapath.MapEvents, datapath.MapMetrics} {
 		if _, err := os.Stat(filepath.Join(pinDir, name)); err != nil {
 			t.Errorf("map %s not pinned: %v", name, err)
@@ -339,9 +334,13 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 	}
 	pk, _ := maps.PolicyKeys(0, maps.Ingress, 6, maps.PortRange{Lo: 80, Hi: 80})
 	pv := maps.PolicyEntry{Prefixlen: uint8(pk[0].Prefixlen), RuleID: 9}
-	if err := ep.Policy.Put(&pk[0], &pv); err != nil {
+	if err := ep.PutPolicy(pk[0], pv); err != nil {
 		t.Fatal(err)
 	}
+	if err := ep.SetEnforcement(true, false); err != nil {
+		t.Fatal(err)
+	}
+	wantState := ep.PolicyState()
 	ep.Close()
 	node.Close()
 
@@ -365,6 +364,11 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 	var gotPV maps.PolicyEntry
 	if err := ep2.Policy.Lookup(&pk[0], &gotPV); err != nil || gotPV != pv {
 		t.Errorf("endpoint policy entry after restart: %+v, %v; want %+v", gotPV, err, pv)
+	}
+	// The policy state (revision, enforcement, the prefix lengths the
+	// datapath probes) is rebuilt from the pinned maps.
+	if got := ep2.PolicyState(); got != wantState || got.PrefixLengths != maps.PolicyPrefixBit(maps.PolicyPrefixFull) {
+		t.Errorf("policy state after restart = %+v, want %+v with only the /64 bit", got, wantState)
 	}
 
 	// A node without PinDir does not see them.

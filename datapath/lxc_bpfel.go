@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type lxcAddrKey struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Family uint8
+	Pad    [7]uint8
+}
+
 type lxcCtEntry struct {
 	_              structs.HostLayout
 	Expires        uint64
@@ -41,20 +51,12 @@ type lxcEndpointInfo struct {
 	NodeMac  [6]uint8
 }
 
-type lxcEndpointKey struct {
-	_    structs.HostLayout
-	Addr struct {
-		_    structs.HostLayout
-		Addr [16]uint8
-	}
-	Family uint8
-	Pad    [7]uint8
-}
-
 type lxcEpPolicyState struct {
-	_        structs.HostLayout
-	Revision uint32
-	Flags    uint32
+	_             structs.HostLayout
+	Revision      uint32
+	Flags         uint32
+	PrefixLengths uint32
+	Pad           uint32
 }
 
 type lxcFragKey struct {
@@ -154,6 +156,7 @@ const (
 	lxcMapCiliaEpPolicy      = "cilia_ep_policy"
 	lxcMapCiliaEvents        = "cilia_events"
 	lxcMapCiliaFrag          = "cilia_frag"
+	lxcMapCiliaIpcHosts      = "cilia_ipc_hosts"
 	lxcMapCiliaIpcache       = "cilia_ipcache"
 	lxcMapCiliaMetrics       = "cilia_metrics"
 	lxcMapCiliaPolicy        = "cilia_policy"
@@ -228,6 +231,7 @@ type lxcMapSpecs struct {
 	CiliaEpPolicy  *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
 	CiliaEvents    *ebpf.MapSpec `ebpf:"cilia_events"`
 	CiliaFrag      *ebpf.MapSpec `ebpf:"cilia_frag"`
+	CiliaIpcHosts  *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
 	CiliaIpcache   *ebpf.MapSpec `ebpf:"cilia_ipcache"`
 	CiliaMetrics   *ebpf.MapSpec `ebpf:"cilia_metrics"`
 	CiliaPolicy    *ebpf.MapSpec `ebpf:"cilia_policy"`
@@ -276,6 +280,7 @@ type lxcMaps struct {
 	CiliaEpPolicy  *ebpf.Map `ebpf:"cilia_ep_policy"`
 	CiliaEvents    *ebpf.Map `ebpf:"cilia_events"`
 	CiliaFrag      *ebpf.Map `ebpf:"cilia_frag"`
+	CiliaIpcHosts  *ebpf.Map `ebpf:"cilia_ipc_hosts"`
 	CiliaIpcache   *ebpf.Map `ebpf:"cilia_ipcache"`
 	CiliaMetrics   *ebpf.Map `ebpf:"cilia_metrics"`
 	CiliaPolicy    *ebpf.Map `ebpf:"cilia_policy"`
@@ -288,6 +293,7 @@ func (m *lxcMaps) Close() error {
 		m.CiliaEpPolicy,
 		m.CiliaEvents,
 		m.CiliaFrag,
+		m.CiliaIpcHosts,
 		m.CiliaIpcache,
 		m.CiliaMetrics,
 		m.CiliaPolicy,

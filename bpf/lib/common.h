@@ -68,9 +68,20 @@ static __always_inline int v6addr_equal(const union v6addr *a, const union v6add
 	return a->d64[0] == b->d64[0] && a->d64[1] == b->d64[1];
 }
 
+/* struct addr_key is an exact-address map key (local endpoints, host
+ * entries of the ipcache). */
+struct addr_key {
+	union v6addr addr;
+	__u8 family;
+	__u8 pad[7];
+};
+
+/* now_seconds returns monotonic seconds from the coarse clock: conntrack
+ * lifetimes are seconds, and the coarse clock costs a load, not a clock
+ * source read. */
 static __always_inline __u64 now_seconds(void)
 {
-	return bpf_ktime_get_ns() / NSEC_PER_SEC;
+	return bpf_ktime_get_coarse_ns() / NSEC_PER_SEC;
 }
 
 #endif /* CILIA_COMMON_H */

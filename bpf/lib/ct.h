@@ -62,8 +62,9 @@ struct {
 
 /* struct ct_result is what ct_lookup() found. */
 struct ct_result {
-	struct tuple key;        /* key of the entry (for delete and re-check) */
+	const struct tuple *key; /* key of the entry (CT_NEW: the key to create) */
 	struct ct_entry *entry;  /* NULL for CT_NEW */
+	struct tuple scratch;    /* storage for reversed and quoted keys */
 	__u8 state;              /* CT_* */
 	__u8 changed;            /* the packet changed the entry's flags */
 };
@@ -156,70 +157,70 @@ static __always_inline int ct_icmp_matches(const struct ct_entry *e, const struc
 	return pkt->icmp_type == ICMPV6_ECHO_REPLY && e->policy_port == bpf_htons(ICMPV6_ECHO_REQUEST);
 }
 
-/* ct_lookup classifies pkt travelling in direction dir and accounts it to
- * the entry it belongs to. Returns the CT_* state; r->entry is set unless
- * the state is CT_NEW. ICMP errors are only ever RELATED (or NEW): they
- * belong to the flow they quote, not to a flow of their own. */
-static __always_inline int ct_lookup(const struct packet *pkt, __u8 dir, __u32 len,
+/* ct_lookup classifies pkt travelling in direction dir at time now and
+ * accounts it to the entry it belongs to; it sets pkt->tuple.dir to dir.
+ * Returns the CT_* state and fills r (r->entry is NULL for CT_NEW). ICMP
+ * errors are only ever RELATED (or NEW): they belong to the flow they
+ * quote, not to a flow of their own. */
+static __always_inline int ct_lookup(struct packet *pkt, __u8 dir, __u32 len, __u64 now,
 				     struct ct_result *r)
 {
-	__u64 now = now_seconds();
 	struct ct_entry *e;
 
+	pkt->tuple.dir = dir;
+	r->changed = 0;
 	if (pkt->icmp_error) {
 		/* The quoted packet travelled the other way: it is either the
 		 * original of an entry created in that direction, or a reply of
 		 * an entry created in ours. */
-		r->key = pkt->inner;
-		r->key.dir = ct_other_dir(dir);
-		r->key.pad = 0;
-		e = ct_find_alive(&r->key, now);
+		r->scratch = pkt->inner;
+		r->scratch.dir = ct_other_dir(dir);
+		r->scratch.pad = 0;
+		e = ct_find_alive(&r->scratch, now);
 		if (!e) {
-			ct_reverse(&r->key, &pkt->inner, dir);
-			e = ct_find_alive(&r->key, now);
+			ct_reverse(&r->scratch, &pkt->inner, dir);
+			e = ct_find_alive(&r->scratch, now);
 		}
 		if (e) {
+			r->key = &r->scratch;
 			r->entry = e;
 			return r->state = CT_RELATED;
 		}
 		goto new;
 	}
 
-	r->key = pkt->tuple;
-	r->key.dir = dir;
-	r->key.pad = 0;
-	e = ct_find_alive(&r->key, now);
+	r->key = &pkt->tuple;
+	e = ct_find_alive(r->key, now);
 	if (e && ct_icmp_matches(e, pkt, 0)) {
 		/* A fresh SYN on a closed tuple opens a new connection. */
 		if (pkt->tuple.nexthdr == IPPROTO_TCP && (e->flags & CT_F_CLOSED) &&
 		    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-			return r->state = CT_NEW;
+			goto new;
 		r->changed = ct_account(e, pkt, 0, len, now);
 		r->entry = e;
 		return r->state = CT_ESTABLISHED;
 	}
 
-	ct_reverse(&r->key, &pkt->tuple, ct_other_dir(dir));
-	e = ct_find_alive(&r->key, now);
+	ct_reverse(&r->scratch, &pkt->tuple, ct_other_dir(dir));
+	e = ct_find_alive(&r->scratch, now);
 	if (e && ct_icmp_matches(e, pkt, 1)) {
 		r->changed = ct_account(e, pkt, 1, len, now);
+		r->key = &r->scratch;
 		r->entry = e;
 		return r->state = CT_REPLY;
 	}
 
 new:
-	r->key = pkt->tuple;
-	r->key.dir = dir;
-	r->key.pad = 0;
+	r->key = &pkt->tuple;
 	r->entry = NULL;
 	return r->state = CT_NEW;
 }
 
 /* ct_create records a new connection for pkt under key (r->key after a
- * CT_NEW lookup). Returns 0, or -DROP_CT_MAP_INSERTION_FAILED when the map
+ * CT_NEW lookup) at time now. Returns 0, or -DROP_CT_MAP_INSERTION_FAILED when the map
  * refuses the entry (full): the caller must drop, never forward untracked. */
 static __always_inline int ct_create(const struct tuple *key, const struct packet *pkt,
-				     __u32 len, __u32 remote_identity, __u32 revision,
+				     __u32 len, __u64 now, __u32 remote_identity, __u32 revision,
 				     __u32 rule_id, __be16 proxy_port)
 {
 	struct ct_entry e = {
@@ -235,7 +236,7 @@ static __always_inline int ct_create(const struct tuple *key, const struct packe
 
 	if (pkt->tuple.nexthdr == IPPROTO_TCP && (pkt->tcp_flags & TCP_FLAG_RST))
 		e.flags = CT_F_CLOSED;
-	e.expires = now_seconds() + ct_lifetime(&e, pkt->tuple.nexthdr);
+	e.expires = now + ct_lifetime(&e, pkt->tuple.nexthdr);
 	if (bpf_map_update_elem(&cilia_ct, key, &e, BPF_ANY) < 0)
 		return -DROP_CT_MAP_INSERTION_FAILED;
 	return 0;

@@ -9,13 +9,6 @@
 #define ENDPOINTS_MAX_ENTRIES 65535
 #define ENDPOINT_ID_MAX 65536
 
-/* struct endpoint_key: one per endpoint address. */
-struct endpoint_key {
-	union v6addr addr;
-	__u8 family;
-	__u8 pad[7];
-};
-
 /* struct endpoint_info is a local endpoint as forwarding needs it. */
 struct endpoint_info {
 	__u32 ifindex;        /* host side of the endpoint's veth */
@@ -33,15 +26,18 @@ struct endpoint_info {
  * enforced flag allows everything (no policy selects the endpoint). The
  * revision is bumped by the agent after every change of the endpoint's
  * policy entries; conntrack re-checks connections created under an older
- * revision. */
+ * revision. prefix_lengths has bit i set when the endpoint's policy map
+ * holds a key of prefix length 40+i (policy.h probes only those). */
 struct ep_policy_state {
 	__u32 revision;
 	__u32 flags;
+	__u32 prefix_lengths;
+	__u32 pad;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct endpoint_key);
+	__type(key, struct addr_key);
 	__type(value, struct endpoint_info);
 	__uint(max_entries, ENDPOINTS_MAX_ENTRIES);
 } cilia_endpoints SEC(".maps");
@@ -56,7 +52,7 @@ struct {
 /* endpoint_lookup returns the local endpoint owning addr, or NULL. */
 static __always_inline struct endpoint_info *endpoint_lookup(__u8 family, const union v6addr *addr)
 {
-	struct endpoint_key key = { .family = family };
+	struct addr_key key = { .family = family };
 
 	key.addr = *addr;
 	return bpf_map_lookup_elem(&cilia_endpoints, &key);

@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* ipcache.h: IPv4/IPv6 prefix -> security identity (and tunnel endpoint). */
+/* ipcache.h: IPv4/IPv6 prefix -> security identity (and tunnel endpoint).
+ *
+ * Two maps make one longest-prefix match: host entries (/32, /128: pods,
+ * nodes, single addresses) in a hash, looked up first since nothing is more
+ * specific, and every shorter prefix (CIDRs) in an LPM trie. The control
+ * plane puts each prefix in exactly one of them. */
 #ifndef CILIA_IPCACHE_H
 #define CILIA_IPCACHE_H
 
@@ -28,6 +33,14 @@ struct ipcache_entry {
 };
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct addr_key);
+	__type(value, struct ipcache_entry);
+	__uint(max_entries, IPCACHE_MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cilia_ipc_hosts SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct ipcache_key);
 	__type(value, struct ipcache_entry);
@@ -38,11 +51,17 @@ struct {
 /* ipcache_lookup returns the longest-prefix entry for addr, or NULL. */
 static __always_inline struct ipcache_entry *ipcache_lookup(__u8 family, const union v6addr *addr)
 {
+	struct addr_key host = { .family = family };
 	struct ipcache_key key = {
 		.prefixlen = IPCACHE_PREFIX_HDR + (family == FAMILY_IPV4 ? 32 : 128),
 		.family = family,
 	};
+	struct ipcache_entry *e;
 
+	host.addr = *addr;
+	e = bpf_map_lookup_elem(&cilia_ipc_hosts, &host);
+	if (e)
+		return e;
 	key.addr = *addr;
 	return bpf_map_lookup_elem(&cilia_ipcache, &key);
 }

@@ -52,10 +52,11 @@ struct tuple {
 	__u8 pad;
 };
 
-/* struct packet is everything the programs need to know about a packet. */
+/* struct packet is everything the programs need to know about a packet.
+ * parse_packet zeroes everything before `inner`; inner is written only for
+ * ICMP errors (icmp_error == 1). */
 struct packet {
 	struct tuple tuple;     /* ports are the CT ports (ICMP: echo id, else type) */
-	struct tuple inner;     /* ICMP errors: the tuple of the quoted packet */
 	__be16 policy_port;     /* dport for TCP/UDP/SCTP, htons(type) for ICMP */
 	__u16 l3_off;
 	__u16 l4_off;
@@ -66,16 +67,31 @@ struct packet {
 	__u8 ndp;               /* 1: IPv6 neighbour discovery, passed without policy */
 	__u8 ttl;
 	__u32 frag_id;          /* IPv4 id or IPv6 fragment identification */
+	struct tuple inner;     /* ICMP errors: the tuple of the quoted packet */
 };
 
-/* load_l4 copies len bytes of the L4 header at pkt->l4_off into buf.
- * Returns 0, or -DROP_CT_TRUNCATED_OR_INVALID_HEADER when the header does not
- * fit in the IP payload (l4_len) or in the packet. */
+/* Headers at offsets below this are read in place when linear. */
+#define PARSE_DIRECT_MAX 256
+
+/* load_l4 copies len bytes of the L4 header at off into buf: in place from
+ * the linear data when it is there, else with bpf_skb_load_bytes. Returns
+ * 0, or -DROP_CT_TRUNCATED_OR_INVALID_HEADER when the header does not fit
+ * in the IP payload (l4_len) or in the packet. */
 static __always_inline int load_l4(struct __sk_buff *ctx, __u32 off, __u32 l4_len,
 				   void *buf, __u32 len)
 {
 	if (l4_len < len)
 		return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
+	if (off < PARSE_DIRECT_MAX) {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		void *p = data + off;
+
+		if (p + len <= data_end) {
+			__builtin_memcpy(buf, p, len);
+			return 0;
+		}
+	}
 	if (bpf_skb_load_bytes(ctx, off, buf, len) < 0)
 		return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 	return 0;
@@ -137,6 +153,7 @@ static __always_inline int parse_icmp_inner(struct __sk_buff *ctx, struct packet
 {
 	struct tuple *t = &pkt->inner;
 
+	__builtin_memset(t, 0, sizeof(*t));
 	if (pkt->tuple.family == FAMILY_IPV4) {
 		struct iphdr ip;
 		__u32 ihl;
@@ -407,6 +424,7 @@ static __always_inline int parse_packet(struct __sk_buff *ctx, struct packet *pk
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 	}
+	__builtin_memset(pkt, 0, offsetof(struct packet, inner));
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return -DROP_INVALID_PACKET;

@@ -1,23 +1,29 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* policy.h: per-endpoint L3/L4 policy lookup.
  *
- * Each endpoint has its own LPM trie (cilia_policy, replaced per endpoint at
- * load). A key is (identity, direction, protocol, destination port); its
- * prefix length always covers identity and direction, and may stop before
- * the protocol (any protocol), before the port (any port) or inside the
- * port (a port range split into aligned blocks). Identity 0 means "any
+ * Each endpoint has its own policy map (cilia_policy, replaced per endpoint
+ * at load). A key is (identity, direction, protocol, destination port) with
+ * a prefix length that always covers identity and direction, and may stop
+ * before the protocol (any protocol), before the port (any port) or inside
+ * the port (a port range split into aligned blocks). Identity 0 means "any
  * identity" (an L4-only entry).
+ *
+ * The map is a hash of masked keys, the prefix length part of the key; the
+ * endpoint's policy state lists the prefix lengths in use, and a lookup
+ * probes them from the longest down (the first hit is the longest-prefix
+ * match). The cost depends on the number of distinct prefix lengths an
+ * endpoint uses (usually 1 to 3), not on the number of entries.
  *
  * Precedence, as implemented in policy_lookup():
  *   1. enforcement off for the direction -> allow (no lookup);
- *   2. two lookups: the remote identity, then identity 0 (any); each yields
- *      its longest-prefix match;
+ *   2. two longest-prefix lookups: the remote identity, then identity 0
+ *      (any);
  *   3. a deny entry from either lookup wins;
  *   4. otherwise the allow with the longer protocol/port prefix wins, and on
  *      a tie the identity-specific entry (it may carry a different proxy
  *      port);
  *   5. no match -> DROP_POLICY_DENIED.
- * Within one identity the trie only returns the longest prefix, so the
+ * Within one identity a lookup only returns the longest prefix, so the
  * control plane must not install an allow entry that is more specific than a
  * deny entry of the same identity covering it (Cilium's MapState rule: the
  * covered allow is turned into a deny or left out).
@@ -39,7 +45,8 @@
 #define POLICY_EGRESS  1
 #define POLICY_INGRESS 0
 
-/* struct policy_key is an LPM trie key; see the comment at the top. */
+/* struct policy_key is a policy map key; see the comment at the top. Bits
+ * beyond prefixlen are zero (protocol 0 below 48, port masked). */
 struct policy_key {
 	__u32 prefixlen;
 	__u32 identity;   /* remote identity; 0 = any */
@@ -59,11 +66,10 @@ struct policy_entry {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct policy_key);
 	__type(value, struct policy_entry);
 	__uint(max_entries, POLICY_MAX_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 } cilia_policy SEC(".maps");
 
 #define POLICY_ALLOW    0
@@ -98,6 +104,37 @@ static __always_inline __u8 policy_match_kind(const struct policy_entry *e, __u3
 	return m ? m : POLICY_MATCH_ANY;
 }
 
+/* policy_lpm returns the longest-prefix entry for key->identity/egress and
+ * (proto, dport), probing the prefix lengths in lens (bit i: prefix 40+i)
+ * from the longest down, or NULL. key->prefixlen, protocol and dport are
+ * overwritten. */
+static __always_inline struct policy_entry *policy_lpm(struct policy_key *key, __u32 lens,
+							__u8 proto, __be16 dport)
+{
+	__u16 port = bpf_ntohs(dport);
+	int i;
+
+#pragma clang loop unroll(disable)
+	for (i = POLICY_PREFIX_FULL - POLICY_PREFIX_L3; i >= 0; i--) {
+		struct policy_entry *e;
+		__u32 port_bits;
+
+		if (!(lens & (1U << i)))
+			continue;
+		key->prefixlen = POLICY_PREFIX_L3 + i;
+		key->protocol = i >= POLICY_PREFIX_PROTO - POLICY_PREFIX_L3 ? proto : 0;
+		port_bits = i > POLICY_PREFIX_PROTO - POLICY_PREFIX_L3 ? i - (POLICY_PREFIX_PROTO - POLICY_PREFIX_L3) : 0;
+		key->dport = port_bits ? bpf_htons(port & (__u16)(0xffff << (16 - port_bits))) : 0;
+		e = bpf_map_lookup_elem(&cilia_policy, key);
+		if (e)
+			return e;
+		lens &= ~(1U << i);
+		if (!lens)
+			break;
+	}
+	return NULL;
+}
+
 /* policy_lookup decides whether this endpoint may exchange a new flow with
  * remote identity `identity` in direction dir (DIR_INGRESS/DIR_EGRESS).
  * Returns POLICY_ALLOW, POLICY_REDIRECT (v->proxy_port set) or POLICY_DROP
@@ -107,11 +144,8 @@ static __always_inline int policy_lookup(__u16 ep_id, __u8 dir, __u32 identity, 
 					 __be16 dport, struct policy_verdict *v)
 {
 	struct policy_key key = {
-		.prefixlen = POLICY_PREFIX_FULL,
 		.identity = identity,
 		.egress = dir == DIR_EGRESS ? POLICY_EGRESS : POLICY_INGRESS,
-		.protocol = proto,
-		.dport = dport,
 	};
 	struct ep_policy_state *st = ep_policy_lookup(ep_id);
 	__u32 enforced = dir == DIR_EGRESS ? EP_POLICY_EGRESS_ENFORCED : EP_POLICY_INGRESS_ENFORCED;
@@ -124,9 +158,9 @@ static __always_inline int policy_lookup(__u16 ep_id, __u8 dir, __u32 identity, 
 	}
 
 	if (identity != 0)
-		l3 = bpf_map_lookup_elem(&cilia_policy, &key);
+		l3 = policy_lpm(&key, st->prefix_lengths, proto, dport);
 	key.identity = 0;
-	l4 = bpf_map_lookup_elem(&cilia_policy, &key);
+	l4 = policy_lpm(&key, st->prefix_lengths, proto, dport);
 
 	if (l3 && (l3->flags & POLICY_F_DENY)) {
 		win = l3;

@@ -759,8 +759,8 @@ func (e *Env) fillPolicy(size int, seed uint64) ([]byte, error) {
 		}
 		seen[k] = true
 		v := maps.PolicyEntry{Prefixlen: uint8(k.Prefixlen), RuleID: 1000 + uint32(have)}
-		if err := e.EP.Policy.Put(&k, &v); err != nil {
-			return nil, maps.WrapUpdateError("policy", err)
+		if err := e.EP.PutPolicy(k, v); err != nil {
+			return nil, err
 		}
 		have++
 	}

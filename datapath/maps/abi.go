@@ -102,8 +102,9 @@ type IPCacheEntry struct {
 	TunnelEndpoint [16]byte `btf:"tunnel_endpoint"`
 }
 
-// EndpointKey mirrors struct endpoint_key (endpoints.h).
-type EndpointKey struct {
+// AddrKey mirrors struct addr_key (common.h): an exact address, the key of
+// the endpoints map and of the ipcache's host map.
+type AddrKey struct {
 	Addr   [16]byte `btf:"addr"`
 	Family uint8    `btf:"family"`
 	Pad    [7]byte  `btf:"pad"`
@@ -126,10 +127,13 @@ const (
 )
 
 // EndpointPolicyState mirrors struct ep_policy_state (endpoints.h), the
-// value of cilia_ep_policy indexed by endpoint id.
+// value of cilia_ep_policy indexed by endpoint id. PrefixLengths has bit i
+// set when the endpoint's policy map holds a key of prefix length 40+i.
 type EndpointPolicyState struct {
-	Revision uint32 `btf:"revision"`
-	Flags    uint32 `btf:"flags"`
+	Revision      uint32 `btf:"revision"`
+	Flags         uint32 `btf:"flags"`
+	PrefixLengths uint32 `btf:"prefix_lengths"`
+	Pad           uint32 `btf:"pad"`
 }
 
 // Policy key prefix lengths (policy.h POLICY_PREFIX_*).
@@ -139,7 +143,8 @@ const (
 	PolicyPrefixFull  = 64
 )
 
-// PolicyKey mirrors struct policy_key (policy.h), an LPM trie key.
+// PolicyKey mirrors struct policy_key (policy.h): a hash key whose bits
+// beyond Prefixlen are zero (PolicyKeys builds them so).
 type PolicyKey struct {
 	Prefixlen uint32 `btf:"prefixlen"`
 	Identity  uint32 `btf:"identity"`

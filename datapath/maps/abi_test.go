@@ -28,7 +28,7 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		{"ct_entry", maps.CTEntry{}},
 		{"ipcache_key", maps.IPCacheKey{}},
 		{"ipcache_entry", maps.IPCacheEntry{}},
-		{"endpoint_key", maps.EndpointKey{}},
+		{"addr_key", maps.AddrKey{}},
 		{"endpoint_info", maps.EndpointInfo{}},
 		{"ep_policy_state", maps.EndpointPolicyState{}},
 		{"policy_key", maps.PolicyKey{}},

@@ -68,10 +68,16 @@ func (k IPCacheKey) Prefix() netip.Prefix {
 	return netip.PrefixFrom(AddrFromBytes(k.Family, k.Addr), int(k.Prefixlen)-32)
 }
 
-// NewEndpointKey returns the endpoints map key of addr.
-func NewEndpointKey(addr netip.Addr) EndpointKey {
+// NewAddrKey returns the exact-address key of addr.
+func NewAddrKey(addr netip.Addr) AddrKey {
 	fam, b := AddrBytes(addr)
-	return EndpointKey{Family: fam, Addr: b}
+	return AddrKey{Family: fam, Addr: b}
+}
+
+// PolicyPrefixBit returns the EndpointPolicyState.PrefixLengths bit of a
+// policy key prefix length (40..64).
+func PolicyPrefixBit(prefixlen uint32) uint32 {
+	return 1 << (prefixlen - PolicyPrefixL3)
 }
 
 // NewTuple returns the tuple of a flow from src to dst (ports in host

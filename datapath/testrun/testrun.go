@@ -82,10 +82,8 @@ type EndpointSpec struct {
 // Endpoint is an endpoint of the harness with its loaded programs.
 type Endpoint struct {
 	*datapath.Endpoint
-	Spec     EndpointSpec
-	h        *Harness
-	revision uint32
-	flags    uint32
+	Spec EndpointSpec
+	h    *Harness
 }
 
 // AddEndpoint loads the endpoint's programs and registers it in the
@@ -116,7 +114,7 @@ func (h *Harness) AddEndpoint(spec EndpointSpec) (*Endpoint, error) {
 		if !a.IsValid() {
 			continue
 		}
-		key := maps.NewEndpointKey(a)
+		key := maps.NewAddrKey(a)
 		if err := h.Node.Maps[datapath.MapEndpoints].Put(&key, &info); err != nil {
 			return nil, maps.WrapUpdateError("endpoints", err)
 		}
@@ -124,7 +122,7 @@ func (h *Harness) AddEndpoint(spec EndpointSpec) (*Endpoint, error) {
 			return nil, err
 		}
 	}
-	return ep, ep.writeState()
+	return ep, nil
 }
 
 // Endpoints returns the endpoints added so far.
@@ -153,18 +151,12 @@ func (h *Harness) EndpointByAddr(addr netip.Addr) *Endpoint {
 
 // SetIdentity maps prefix to identity in the ipcache.
 func (h *Harness) SetIdentity(prefix netip.Prefix, identity uint32) error {
-	key := maps.NewIPCacheKey(prefix)
-	val := maps.IPCacheEntry{Identity: identity}
-	return maps.WrapUpdateError("ipcache", h.Node.Maps[datapath.MapIPCache].Put(&key, &val))
+	return h.Node.SetIPCache(prefix, maps.IPCacheEntry{Identity: identity})
 }
 
 // DeleteIdentity removes prefix from the ipcache.
 func (h *Harness) DeleteIdentity(prefix netip.Prefix) error {
-	key := maps.NewIPCacheKey(prefix)
-	if err := h.Node.Maps[datapath.MapIPCache].Delete(&key); err != nil {
-		return fmt.Errorf("delete ipcache %s: %w", prefix, err)
-	}
-	return nil
+	return h.Node.DeleteIPCache(prefix)
 }
 
 // LookupCT returns the conntrack entry of key, if any.
@@ -311,8 +303,8 @@ func (e *Endpoint) AddRule(r Rule) error {
 		if r.Deny {
 			v.Flags = maps.PolicyFlagDeny
 		}
-		if err := e.Policy.Put(&k, &v); err != nil {
-			return maps.WrapUpdateError("policy", err)
+		if err := e.PutPolicy(k, v); err != nil {
+			return err
 		}
 	}
 	return e.BumpRevision()
@@ -325,22 +317,9 @@ func (e *Endpoint) DeleteRule(r Rule) error {
 		return err
 	}
 	for _, k := range keys {
-		if err := e.Policy.Delete(&k); err != nil {
-			return fmt.Errorf("delete policy entry %+v: %w", k, err)
+		if err := e.DeletePolicy(k); err != nil {
+			return err
 		}
-	}
-	return e.BumpRevision()
-}
-
-// SetEnforcement turns policy enforcement on or off per direction (a
-// direction without enforcement allows everything) and bumps the revision.
-func (e *Endpoint) SetEnforcement(ingress, egress bool) error {
-	e.flags = 0
-	if ingress {
-		e.flags |= maps.PolicyIngressEnforced
-	}
-	if egress {
-		e.flags |= maps.PolicyEgressEnforced
 	}
 	return e.BumpRevision()
 }
@@ -348,12 +327,5 @@ func (e *Endpoint) SetEnforcement(ingress, egress bool) error {
 // BumpRevision increments the endpoint's policy revision, which makes
 // conntrack re-check tracked connections against the current policy.
 func (e *Endpoint) BumpRevision() error {
-	e.revision++
-	return e.writeState()
-}
-
-func (e *Endpoint) writeState() error {
-	key := uint32(e.Spec.ID)
-	st := maps.EndpointPolicyState{Revision: e.revision, Flags: e.flags}
-	return maps.WrapUpdateError("endpoint policy state", e.h.Node.Maps[datapath.MapEndpointPolicy].Put(&key, &st))
+	return e.BumpPolicyRevision()
 }
