@@ -110,8 +110,7 @@ static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy
 	struct policy_verdict pv;
 
 	fill_identities(vc, vc->info.direction, identity);
-	if (policy_lookup(endpoint_id, key->dir, identity, key->nexthdr, e->policy_port,
-			  &pv) == POLICY_DROP) {
+	if (policy_lookup(key->dir, identity, key->nexthdr, e->policy_port, &pv) == POLICY_DROP) {
 		vc->info.rule_id = pv.rule_id;
 		vc->info.policy_match = pv.match;
 		bpf_map_delete_elem(&cilia_ct, key);
@@ -134,6 +133,8 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	struct ct_result ct;     /* filled by ct_lookup */
 	struct policy_verdict pv = {};
 	struct ep_policy_state *st;
+	struct endpoint_info *peer = NULL; /* the local endpoint at the peer address */
+	int peer_known = 0;
 	__u64 now;
 	int ret, changed = 0;
 
@@ -181,15 +182,17 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 
 		changed = 1;
 		fill_identities(&vc, dir, remote_id);
-		policy_lookup(endpoint_id, dir, remote_id, pkt.tuple.nexthdr, pkt.policy_port, &pv);
+		policy_lookup(dir, remote_id, pkt.tuple.nexthdr, pkt.policy_port, &pv);
 		vc.info.rule_id = pv.rule_id;
 		vc.info.policy_match = pv.match;
 		if (pv.action == POLICY_DROP)
 			return drop_packet(ctx, &vc, pv.reason);
 		/* An ICMP error allowed on its own is no connection to track. */
 		if (!pkt.icmp_error) {
+			peer = endpoint_lookup(pkt.tuple.family, remote);
+			peer_known = 1;
 			ret = ct_create(ct.key, &pkt, vc.len, now, remote_id, st->revision,
-					pv.rule_id, pv.proxy_port);
+					pv.rule_id, pv.proxy_port, peer ? 0 : CT_F_PEER_REMOTE);
 			if (ret < 0)
 				return drop_packet(ctx, &vc, -ret);
 		}
@@ -204,13 +207,17 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	}
 
 	if (dir == DIR_EGRESS) {
-		struct endpoint_info *ep = endpoint_lookup(pkt.tuple.family, &pkt.tuple.daddr);
-
-		if (ep) {
-			ret = local_deliver(ctx, &pkt, ep);
+		/* A connection whose peer was no local endpoint when it was
+		 * created goes to the stack without a lookup: should the address
+		 * become a local endpoint later, the node's route for it still
+		 * delivers through that endpoint's to_container. */
+		if (!peer_known && !(ct.entry && (ct.entry->flags & CT_F_PEER_REMOTE)))
+			peer = endpoint_lookup(pkt.tuple.family, &pkt.tuple.daddr);
+		if (peer) {
+			ret = local_deliver(ctx, &pkt, peer);
 			if (ret < 0)
 				return drop_packet(ctx, &vc, -ret);
-			return pass_packet(ctx, &vc, OBS_TO_ENDPOINT, ep->ifindex, ret, changed);
+			return pass_packet(ctx, &vc, OBS_TO_ENDPOINT, peer->ifindex, ret, changed);
 		}
 		return pass_packet(ctx, &vc, OBS_TO_STACK, 0, TC_ACT_OK, changed);
 	}

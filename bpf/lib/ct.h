@@ -34,6 +34,7 @@
 #define CT_F_TX_CLOSING 0x02 /* FIN in the original direction */
 #define CT_F_RX_CLOSING 0x04 /* FIN in the reply direction */
 #define CT_F_CLOSED     0x08 /* RST, or FIN both ways */
+#define CT_F_PEER_REMOTE 0x10 /* the peer was no local endpoint at creation */
 
 /* struct ct_entry is the state of one tracked connection. */
 struct ct_entry {
@@ -217,11 +218,11 @@ new:
 }
 
 /* ct_create records a new connection for pkt under key (r->key after a
- * CT_NEW lookup) at time now. Returns 0, or -DROP_CT_MAP_INSERTION_FAILED when the map
+ * CT_NEW lookup) at time now, with the initial CT_F_* flags. Returns 0, or -DROP_CT_MAP_INSERTION_FAILED when the map
  * refuses the entry (full): the caller must drop, never forward untracked. */
 static __always_inline int ct_create(const struct tuple *key, const struct packet *pkt,
 				     __u32 len, __u64 now, __u32 remote_identity, __u32 revision,
-				     __u32 rule_id, __be16 proxy_port)
+				     __u32 rule_id, __be16 proxy_port, __u8 flags)
 {
 	struct ct_entry e = {
 		.packets = 1,
@@ -232,10 +233,11 @@ static __always_inline int ct_create(const struct tuple *key, const struct packe
 		.proxy_port = proxy_port,
 		.policy_port = pkt->policy_port,
 		.tcp_flags = pkt->tcp_flags,
+		.flags = flags,
 	};
 
 	if (pkt->tuple.nexthdr == IPPROTO_TCP && (pkt->tcp_flags & TCP_FLAG_RST))
-		e.flags = CT_F_CLOSED;
+		e.flags |= CT_F_CLOSED;
 	e.expires = now + ct_lifetime(&e, pkt->tuple.nexthdr);
 	if (bpf_map_update_elem(&cilia_ct, key, &e, BPF_ANY) < 0)
 		return -DROP_CT_MAP_INSERTION_FAILED;

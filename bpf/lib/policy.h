@@ -32,6 +32,7 @@
 #define CILIA_POLICY_H
 
 #include "common.h"
+#include "config.h"
 #include "drop_reasons.h"
 #include "endpoints.h"
 
@@ -70,6 +71,8 @@ struct {
 	__type(key, struct policy_key);
 	__type(value, struct policy_entry);
 	__uint(max_entries, POLICY_MAX_ENTRIES);
+	/* Memory for the entries an endpoint has, not for 16k per endpoint. */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 } cilia_policy SEC(".maps");
 
 #define POLICY_ALLOW    0
@@ -128,29 +131,34 @@ static __always_inline struct policy_entry *policy_lpm(struct policy_key *key, _
 		e = bpf_map_lookup_elem(&cilia_policy, key);
 		if (e)
 			return e;
-		lens &= ~(1U << i);
-		if (!lens)
-			break;
 	}
 	return NULL;
 }
 
-/* policy_lookup decides whether this endpoint may exchange a new flow with
- * remote identity `identity` in direction dir (DIR_INGRESS/DIR_EGRESS).
- * Returns POLICY_ALLOW, POLICY_REDIRECT (v->proxy_port set) or POLICY_DROP
- * (v->reason is DROP_POLICY_DENY for a deny entry, DROP_POLICY_DENIED when
- * nothing allows); v is filled in every case. */
-static __always_inline int policy_lookup(__u16 ep_id, __u8 dir, __u32 identity, __u8 proto,
-					 __be16 dport, struct policy_verdict *v)
+/* policy_lookup decides whether this endpoint (endpoint_id) may exchange a
+ * new flow with remote identity `identity` in direction dir
+ * (DIR_INGRESS/DIR_EGRESS). Returns POLICY_ALLOW, POLICY_REDIRECT
+ * (v->proxy_port set) or POLICY_DROP (v->reason is DROP_POLICY_DENY for a
+ * deny entry, DROP_POLICY_DENIED when nothing allows, or when v is NULL);
+ * v is filled in every case.
+ *
+ * A global (not inlined) function: the verifier checks it once, not once
+ * per call site and caller state, which keeps the probe loop from
+ * multiplying the programs' verification cost. It runs for new flows and
+ * re-checks only. */
+__attribute__((noinline)) int policy_lookup(__u8 dir, __u32 identity, __u8 proto, __be16 dport,
+					    struct policy_verdict *v)
 {
 	struct policy_key key = {
 		.identity = identity,
 		.egress = dir == DIR_EGRESS ? POLICY_EGRESS : POLICY_INGRESS,
 	};
-	struct ep_policy_state *st = ep_policy_lookup(ep_id);
+	struct ep_policy_state *st = ep_policy_lookup(endpoint_id);
 	__u32 enforced = dir == DIR_EGRESS ? EP_POLICY_EGRESS_ENFORCED : EP_POLICY_INGRESS_ENFORCED;
 	struct policy_entry *l3 = NULL, *l4, *win;
 
+	if (!v)
+		return POLICY_DROP;
 	__builtin_memset(v, 0, sizeof(*v));
 	if (!st || !(st->flags & enforced)) {
 		v->action = POLICY_ALLOW;

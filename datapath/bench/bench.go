@@ -697,7 +697,7 @@ func (r *runner) policyCurve(t *Table) error {
 		defer env.Close()
 		targets = append(targets, target{name: RowPolicyMap, size: size, prog: env.EP.Endpoint.FromContainer, pkt: pkt,
 			wantCode: testrun.ActShot, env: env, emits: true,
-			note: "policy-deny path; a deny entry among N entries (2 trie lookups)"})
+			note: "policy-deny path; a deny entry among N single-port entries (2 hash probes)"})
 	}
 	return r.curve(t, GroupPolicy, targets)
 }
@@ -748,12 +748,11 @@ func (e *Env) fillPolicy(size int, seed uint64) ([]byte, error) {
 		if k.Identity == denyIdentity || k.Identity == extIdentity {
 			continue
 		}
-		if rng.IntN(10) == 0 {
-			k.Prefixlen = maps.PolicyPrefixProto
-		} else {
-			k.Prefixlen = maps.PolicyPrefixFull
-			k.DPortNet = maps.HostToNet16(uint16(1 + rng.IntN(65535)))
-		}
+		// Single-port entries, like the deny entry: the lookup probes each
+		// distinct prefix length the map uses, so the curve keeps that set
+		// fixed and varies only the number of entries.
+		k.Prefixlen = maps.PolicyPrefixFull
+		k.DPortNet = maps.HostToNet16(uint16(1 + rng.IntN(65535)))
 		if seen[k] {
 			continue
 		}

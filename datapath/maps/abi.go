@@ -56,6 +56,9 @@ const (
 	CTFlagTxClosing uint8 = 0x02
 	CTFlagRxClosing uint8 = 0x04
 	CTFlagClosed    uint8 = 0x08
+	// CTFlagPeerRemote: the peer was no local endpoint when the entry was
+	// created, so egress packets go to the stack without an endpoint lookup.
+	CTFlagPeerRemote uint8 = 0x10
 )
 
 // Conntrack states reported in events (ct.h CT_*).
