@@ -72,6 +72,9 @@ type NodeOptions struct {
 	CTMapType ebpf.MapType
 	// PolicyMaxEntries overrides the per-endpoint policy map size.
 	PolicyMaxEntries uint32
+	// IPCacheMaxEntries overrides the size of each ipcache map (hosts and
+	// prefixes).
+	IPCacheMaxEntries uint32
 }
 
 // Node holds the node-wide maps and loads endpoint programs that share them.
@@ -99,6 +102,10 @@ func NewNode(opts NodeOptions) (*Node, error) {
 	}
 	if opts.PolicyMaxEntries != 0 {
 		spec.Maps[MapPolicy].MaxEntries = opts.PolicyMaxEntries
+	}
+	if opts.IPCacheMaxEntries != 0 {
+		spec.Maps[MapIPCache].MaxEntries = opts.IPCacheMaxEntries
+		spec.Maps[MapIPCacheHosts].MaxEntries = opts.IPCacheMaxEntries
 	}
 	if opts.PinDir != "" {
 		if err := ensureBPFFS(opts.PinDir); err != nil {
