@@ -113,7 +113,7 @@ static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy
 	if (policy_lookup(key->dir, identity, key->nexthdr, e->policy_port, &pv) == POLICY_DROP) {
 		vc->info.rule_id = pv.rule_id;
 		vc->info.policy_match = pv.match;
-		bpf_map_delete_elem(&cilia_ct, key);
+		ct_map_delete(key);
 		return -(int)pv.reason;
 	}
 	e->policy_revision = st->revision;
@@ -161,7 +161,7 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	if (!st)
 		return drop_packet(ctx, &vc, DROP_POLICY_DENIED);
 
-	now = now_seconds();
+	now = now_ns();
 	vc.info.ct_state = ct_lookup(&pkt, dir, vc.len, now, &ct);
 	if (ct.entry) {
 		/* Tracked: the fast path needs no ipcache lookup, the entry

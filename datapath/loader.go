@@ -38,7 +38,8 @@ const (
 	MapIPCacheHosts   = "cilia_ipc_hosts"
 	MapEndpoints      = "cilia_endpoints"
 	MapEndpointPolicy = "cilia_ep_policy"
-	MapCT             = "cilia_ct"
+	MapCT4            = "cilia_ct4"
+	MapCT6            = "cilia_ct6"
 	MapFrag           = "cilia_frag"
 	MapEvents         = "cilia_events"
 	MapMetrics        = "cilia_metrics"
@@ -46,7 +47,7 @@ const (
 	MapPolicy = "cilia_policy"
 )
 
-var nodeMapNames = []string{MapIPCache, MapIPCacheHosts, MapEndpoints, MapEndpointPolicy, MapCT, MapFrag, MapEvents, MapMetrics}
+var nodeMapNames = []string{MapIPCache, MapIPCacheHosts, MapEndpoints, MapEndpointPolicy, MapCT4, MapCT6, MapFrag, MapEvents, MapMetrics}
 
 // Settings are the runtime settings of the programs (volatile consts).
 type Settings struct {
@@ -65,7 +66,7 @@ type NodeOptions struct {
 	// /sys/fs/bpf/cilia) and reuses maps already pinned, so their content
 	// survives an agent restart.
 	PinDir string
-	// CTMaxEntries overrides the conntrack map size.
+	// CTMaxEntries overrides the size of each conntrack map (IPv4, IPv6).
 	CTMaxEntries uint32
 	// CTMapType overrides the conntrack map type (tests use ebpf.Hash to
 	// see insertion failures, which an LRU map hides by evicting).
@@ -94,11 +95,13 @@ func NewNode(opts NodeOptions) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load lxc spec: %w", err)
 	}
-	if opts.CTMaxEntries != 0 {
-		spec.Maps[MapCT].MaxEntries = opts.CTMaxEntries
-	}
-	if opts.CTMapType != ebpf.UnspecifiedMap {
-		spec.Maps[MapCT].Type = opts.CTMapType
+	for _, ct := range []string{MapCT4, MapCT6} {
+		if opts.CTMaxEntries != 0 {
+			spec.Maps[ct].MaxEntries = opts.CTMaxEntries
+		}
+		if opts.CTMapType != ebpf.UnspecifiedMap {
+			spec.Maps[ct].Type = opts.CTMapType
+		}
 	}
 	if opts.PolicyMaxEntries != 0 {
 		spec.Maps[MapPolicy].MaxEntries = opts.PolicyMaxEntries

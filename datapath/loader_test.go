@@ -317,7 +317,7 @@ func TestPinnedMapsSurviveRestart(t *testing.T) {
 		t.Fatalf("NewNode: %v", err)
 	}
 	for _, name := range []string{datapath.MapIPCache, datapath.MapIPCacheHosts, datapath.MapEndpoints, datapath.MapEndpointPolicy,
-		datapath.MapCT, datapath.MapFrag, datapath.MapEvents, datapath.MapMetrics} {
+		datapath.MapCT4, datapath.MapCT6, datapath.MapFrag, datapath.MapEvents, datapath.MapMetrics} {
 		if _, err := os.Stat(filepath.Join(pinDir, name)); err != nil {
 			t.Errorf("map %s not pinned: %v", name, err)
 		}

@@ -147,11 +147,23 @@ type lxcTuple struct {
 	Pad     uint8
 }
 
+type lxcTuple4 struct {
+	_       structs.HostLayout
+	Saddr   uint32
+	Daddr   uint32
+	Sport   uint16
+	Dport   uint16
+	Nexthdr uint8
+	Dir     uint8
+	Pad     [2]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lxcMapCiliaCt            = "cilia_ct"
+	lxcMapCiliaCt4           = "cilia_ct4"
+	lxcMapCiliaCt6           = "cilia_ct6"
 	lxcMapCiliaEndpoints     = "cilia_endpoints"
 	lxcMapCiliaEpPolicy      = "cilia_ep_policy"
 	lxcMapCiliaEvents        = "cilia_events"
@@ -226,7 +238,8 @@ type lxcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lxcMapSpecs struct {
-	CiliaCt        *ebpf.MapSpec `ebpf:"cilia_ct"`
+	CiliaCt4       *ebpf.MapSpec `ebpf:"cilia_ct4"`
+	CiliaCt6       *ebpf.MapSpec `ebpf:"cilia_ct6"`
 	CiliaEndpoints *ebpf.MapSpec `ebpf:"cilia_endpoints"`
 	CiliaEpPolicy  *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
 	CiliaEvents    *ebpf.MapSpec `ebpf:"cilia_events"`
@@ -275,7 +288,8 @@ func (o *lxcObjects) Close() error {
 //
 // It can be passed to loadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lxcMaps struct {
-	CiliaCt        *ebpf.Map `ebpf:"cilia_ct"`
+	CiliaCt4       *ebpf.Map `ebpf:"cilia_ct4"`
+	CiliaCt6       *ebpf.Map `ebpf:"cilia_ct6"`
 	CiliaEndpoints *ebpf.Map `ebpf:"cilia_endpoints"`
 	CiliaEpPolicy  *ebpf.Map `ebpf:"cilia_ep_policy"`
 	CiliaEvents    *ebpf.Map `ebpf:"cilia_events"`
@@ -288,7 +302,8 @@ type lxcMaps struct {
 
 func (m *lxcMaps) Close() error {
 	return _LxcClose(
-		m.CiliaCt,
+		m.CiliaCt4,
+		m.CiliaCt6,
 		m.CiliaEndpoints,
 		m.CiliaEpPolicy,
 		m.CiliaEvents,

@@ -76,12 +76,12 @@ struct addr_key {
 	__u8 pad[7];
 };
 
-/* now_seconds returns monotonic seconds from the coarse clock: conntrack
- * lifetimes are seconds, and the coarse clock costs a load, not a clock
- * source read. */
-static __always_inline __u64 now_seconds(void)
+/* now_ns returns monotonic nanoseconds from the coarse clock (updated every
+ * tick): conntrack needs no more precision, and the coarse clock costs a
+ * load, not a clock source read. */
+static __always_inline __u64 now_ns(void)
 {
-	return bpf_ktime_get_coarse_ns() / NSEC_PER_SEC;
+	return bpf_ktime_get_coarse_ns();
 }
 
 #endif /* CILIA_COMMON_H */

@@ -947,16 +947,8 @@ func (e *Env) LostEvents() (uint64, error) {
 
 // CountCT returns the number of conntrack entries.
 func (e *Env) CountCT() (int, error) {
-	var (
-		k maps.Tuple
-		v maps.CTEntry
-		n int
-	)
-	it := e.H.Node.Maps[datapath.MapCT].Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
-	return n, it.Err()
+	entries, err := e.H.Node.CTEntries()
+	return len(entries), err
 }
 
 // Establish runs the TCP handshake of the pod's connection from client

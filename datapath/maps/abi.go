@@ -50,6 +50,17 @@ type Tuple struct {
 	Pad      uint8    `btf:"pad"`
 }
 
+// Tuple4 mirrors struct tuple4 (ct.h): the IPv4 conntrack key.
+type Tuple4 struct {
+	SAddr    [4]byte `btf:"saddr"`
+	DAddr    [4]byte `btf:"daddr"`
+	SPortNet uint16  `btf:"sport"`
+	DPortNet uint16  `btf:"dport"`
+	NextHdr  uint8   `btf:"nexthdr"`
+	Dir      uint8   `btf:"dir"`
+	Pad      [2]byte `btf:"pad"`
+}
+
 // Conntrack entry flags (ct.h CT_F_*).
 const (
 	CTFlagReplySeen uint8 = 0x01
@@ -71,7 +82,7 @@ const (
 
 // CTEntry mirrors struct ct_entry (ct.h).
 type CTEntry struct {
-	Expires        uint64  `btf:"expires"`
+	Expires        uint64  `btf:"expires"` // CLOCK_MONOTONIC ns (coarse)
 	Packets        uint64  `btf:"packets"`
 	Bytes          uint64  `btf:"bytes"`
 	ReplyPackets   uint64  `btf:"reply_packets"`

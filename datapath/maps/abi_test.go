@@ -25,6 +25,7 @@ func TestLayoutMatchesBTF(t *testing.T) {
 		goType  any
 	}{
 		{"tuple", maps.Tuple{}},
+		{"tuple4", maps.Tuple4{}},
 		{"ct_entry", maps.CTEntry{}},
 		{"ipcache_key", maps.IPCacheKey{}},
 		{"ipcache_entry", maps.IPCacheEntry{}},

@@ -92,6 +92,26 @@ func NewTuple(src, dst netip.AddrPort, proto uint8, dir Direction) Tuple {
 	}
 }
 
+// CTKey returns the conntrack map key of t: a Tuple4 for IPv4 (in the
+// IPv4 map), t itself for IPv6.
+func (t Tuple) CTKey() any {
+	if t.Family != FamilyIPv4 {
+		return &t
+	}
+	return &Tuple4{
+		SAddr: [4]byte(t.SAddr[:4]), DAddr: [4]byte(t.DAddr[:4]),
+		SPortNet: t.SPortNet, DPortNet: t.DPortNet, NextHdr: t.NextHdr, Dir: t.Dir,
+	}
+}
+
+// Tuple returns the family-independent form of an IPv4 conntrack key.
+func (k Tuple4) Tuple() Tuple {
+	t := Tuple{SPortNet: k.SPortNet, DPortNet: k.DPortNet, NextHdr: k.NextHdr, Family: FamilyIPv4, Dir: k.Dir}
+	copy(t.SAddr[:], k.SAddr[:])
+	copy(t.DAddr[:], k.DAddr[:])
+	return t
+}
+
 // Source returns the source address and port (host order) of t.
 func (t Tuple) Source() netip.AddrPort {
 	return netip.AddrPortFrom(AddrFromBytes(t.Family, t.SAddr), NetToHost16(t.SPortNet))

@@ -27,17 +27,17 @@ const (
 	dpLifeNonTCP   = 60
 )
 
-// dpNowSec is the monotonic second (the datapath's clock) of an event.
-func dpNowSec(ev events.Event) uint64 { return uint64(ev.Timestamp / time.Second) }
+// dpSec is a second in the datapath's clock (CLOCK_MONOTONIC ns).
+const dpSec = uint64(time.Second)
 
-// wantExpires fails unless e expires lifetime seconds after the second of
-// ev (one second of slack either way for the clock ticking in between).
+// wantExpires fails unless e expires lifetime seconds after the event ev
+// (one second of slack either way: the entry's clock is the coarse one).
 func (tp *dpTopo) wantExpires(e maps.CTEntry, ev events.Event, lifetime uint64, what string) {
 	tp.t.Helper()
-	now := dpNowSec(ev)
-	if e.Expires+1 < now+lifetime || e.Expires > now+lifetime+1 {
-		tp.t.Errorf("%s: entry expires at %d, now %d: lifetime %d, want %d", what, e.Expires, now,
-			int64(e.Expires)-int64(now), lifetime)
+	now := uint64(ev.Timestamp)
+	if e.Expires+dpSec < now+lifetime*dpSec || e.Expires > now+(lifetime+1)*dpSec {
+		tp.t.Errorf("%s: entry expires at %d, now %d: lifetime %.1fs, want %ds", what, e.Expires, now,
+			float64(int64(e.Expires)-int64(now))/float64(dpSec), lifetime)
 	}
 }
 
@@ -253,7 +253,7 @@ func TestConntrackTCPClose(t *testing.T) {
 						// Both hops of the packet ran within the second of
 						// the second hop's event (wantExpires allows 1s).
 						tp.wantExpires(e, tp.trace(p, 1, "close"), dpLifeTCPClose, "closed entry "+dir.String())
-						if e.Expires+dpLifeTCP-dpLifeTCPClose-2 > estExpires {
+						if e.Expires+(dpLifeTCP-dpLifeTCPClose-2)*dpSec > estExpires {
 							t.Errorf("entry %s: closed expires %d, established expired %d: not ~%ds shorter",
 								dir, e.Expires, estExpires, dpLifeTCP-dpLifeTCPClose)
 						}

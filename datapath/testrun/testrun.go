@@ -7,7 +7,6 @@ package testrun
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -161,37 +160,17 @@ func (h *Harness) DeleteIdentity(prefix netip.Prefix) error {
 
 // LookupCT returns the conntrack entry of key, if any.
 func (h *Harness) LookupCT(key maps.Tuple) (maps.CTEntry, bool, error) {
-	var e maps.CTEntry
-	err := h.Node.Maps[datapath.MapCT].Lookup(&key, &e)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return e, false, nil
-	}
-	if err != nil {
-		return e, false, fmt.Errorf("look up conntrack %s: %w", key, err)
-	}
-	return e, true, nil
+	return h.Node.LookupCT(key)
 }
 
 // UpdateCT overwrites the conntrack entry of key (to age it, for example).
 func (h *Harness) UpdateCT(key maps.Tuple, e maps.CTEntry) error {
-	return maps.WrapUpdateError("conntrack", h.Node.Maps[datapath.MapCT].Put(&key, &e))
+	return h.Node.UpdateCT(key, e)
 }
 
 // CTEntries returns every conntrack entry.
 func (h *Harness) CTEntries() (map[maps.Tuple]maps.CTEntry, error) {
-	out := map[maps.Tuple]maps.CTEntry{}
-	var (
-		k maps.Tuple
-		v maps.CTEntry
-	)
-	it := h.Node.Maps[datapath.MapCT].Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("iterate conntrack: %w", err)
-	}
-	return out, nil
+	return h.Node.CTEntries()
 }
 
 // Metrics returns the metrics counters summed over CPUs.
