@@ -161,7 +161,7 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	if (!st)
 		return drop_packet(ctx, &vc, DROP_POLICY_DENIED);
 
-	now = now_ns();
+	now = now_jiffies();
 	vc.info.ct_state = ct_lookup(&pkt, dir, vc.len, now, &ct);
 	if (ct.entry) {
 		/* Tracked: the fast path needs no ipcache lookup, the entry

@@ -6,6 +6,7 @@ package datapath
 
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel lxc ../bpf/lxc.c
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel empty ../bpf/empty.c
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel jiffies ../bpf/jiffies.c
 
 // LxcObject returns the compiled bpf/lxc.c object (ELF with BTF).
 func LxcObject() []byte { return _LxcBytes }

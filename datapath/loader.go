@@ -56,7 +56,8 @@ type Settings struct {
 	// 0 means 128).
 	CaptureLen uint32
 	// Conntrack lifetimes in seconds; 0 keeps Cilium's defaults (TCP
-	// 21600, SYN 60, close 10, other 60).
+	// 21600, SYN 60, close 10, other 60). The loader converts them to
+	// jiffies, the datapath's clock, with the kernel's HZ.
 	CTLifetimeTCP, CTLifetimeTCPSyn, CTLifetimeTCPClose, CTLifetimeNonTCP uint32
 }
 
@@ -234,15 +235,24 @@ func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) erro
 		"trace_level":       s.TraceLevel,
 		"event_capture_len": capLen,
 	}
-	for name, val := range map[string]uint32{
-		"ct_lifetime_tcp":       s.CTLifetimeTCP,
-		"ct_lifetime_tcp_syn":   s.CTLifetimeTCPSyn,
-		"ct_lifetime_tcp_close": s.CTLifetimeTCPClose,
-		"ct_lifetime_nontcp":    s.CTLifetimeNonTCP,
+	hz, err := KernelHZ()
+	if err != nil {
+		return err
+	}
+	for name, l := range map[string]struct{ set, def uint32 }{
+		"ct_lifetime_tcp":       {s.CTLifetimeTCP, 21600},
+		"ct_lifetime_tcp_syn":   {s.CTLifetimeTCPSyn, 60},
+		"ct_lifetime_tcp_close": {s.CTLifetimeTCPClose, 10},
+		"ct_lifetime_nontcp":    {s.CTLifetimeNonTCP, 60},
 	} {
-		if val != 0 {
-			vars[name] = val
+		secs := l.set
+		if secs == 0 {
+			secs = l.def
 		}
+		if uint64(secs)*uint64(hz) > 1<<32-1 {
+			return fmt.Errorf("set %s: %d s is more than %d jiffies can hold", name, secs, uint32(1<<32-1))
+		}
+		vars[name] = secs * hz
 	}
 	for name, val := range vars {
 		v, ok := spec.Variables[name]

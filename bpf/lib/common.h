@@ -76,12 +76,11 @@ struct addr_key {
 	__u8 pad[7];
 };
 
-/* now_ns returns monotonic nanoseconds from the coarse clock (updated every
- * tick): conntrack needs no more precision, and the coarse clock costs a
- * load, not a clock source read. */
-static __always_inline __u64 now_ns(void)
+/* now_jiffies returns the kernel's jiffies: conntrack lifetimes need no
+ * more precision, and the verifier inlines the helper into one load. */
+static __always_inline __u64 now_jiffies(void)
 {
-	return bpf_ktime_get_coarse_ns();
+	return bpf_jiffies64();
 }
 
 #endif /* CILIA_COMMON_H */

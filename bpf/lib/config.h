@@ -25,10 +25,12 @@ volatile const __u8 endpoint_ipv6[16] = {};    /* all zero = no IPv6 */
 volatile const __u8 trace_level = TRACE_EVERY_PACKET;
 volatile const __u32 event_capture_len = 128;  /* bytes of packet head in events, <= 128 */
 
-/* Conntrack lifetimes in seconds (Cilium's defaults). */
-volatile const __u32 ct_lifetime_tcp = 21600;
-volatile const __u32 ct_lifetime_tcp_syn = 60;
-volatile const __u32 ct_lifetime_tcp_close = 10;
-volatile const __u32 ct_lifetime_nontcp = 60;
+/* Conntrack lifetimes in jiffies; the loader converts Cilium's defaults
+ * (TCP 21600 s, SYN 60 s, closing 10 s, other 60 s) with the kernel's HZ.
+ * The values here assume HZ=1000 for an unconfigured object. */
+volatile const __u32 ct_lifetime_tcp = 21600 * 1000;
+volatile const __u32 ct_lifetime_tcp_syn = 60 * 1000;
+volatile const __u32 ct_lifetime_tcp_close = 10 * 1000;
+volatile const __u32 ct_lifetime_nontcp = 60 * 1000;
 
 #endif /* CILIA_CONFIG_H */

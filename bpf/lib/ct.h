@@ -38,7 +38,7 @@
 
 /* struct ct_entry is the state of one tracked connection. */
 struct ct_entry {
-	__u64 expires;          /* monotonic ns (coarse clock); dead from then on */
+	__u64 expires;          /* jiffies; the entry is dead from then on */
 	__u64 packets;          /* original direction */
 	__u64 bytes;
 	__u64 reply_packets;
@@ -158,20 +158,16 @@ static __always_inline void ct_reverse(struct tuple *out, const struct tuple *t,
 	out->pad = 0;
 }
 
-/* ct_lifetime returns how long e lives after a packet, in ns. */
-static __always_inline __u64 ct_lifetime(const struct ct_entry *e, __u8 nexthdr)
+/* ct_lifetime returns how long e lives after a packet, in jiffies. */
+static __always_inline __u32 ct_lifetime(const struct ct_entry *e, __u8 nexthdr)
 {
-	__u32 s;
-
 	if (nexthdr != IPPROTO_TCP)
-		s = ct_lifetime_nontcp;
-	else if (e->flags & CT_F_CLOSED)
-		s = ct_lifetime_tcp_close;
-	else if (!(e->flags & CT_F_REPLY_SEEN))
-		s = ct_lifetime_tcp_syn;
-	else
-		s = ct_lifetime_tcp;
-	return (__u64)s * NSEC_PER_SEC;
+		return ct_lifetime_nontcp;
+	if (e->flags & CT_F_CLOSED)
+		return ct_lifetime_tcp_close;
+	if (!(e->flags & CT_F_REPLY_SEEN))
+		return ct_lifetime_tcp_syn;
+	return ct_lifetime_tcp;
 }
 
 /* ct_account updates counters, TCP state and lifetime of e for a packet of

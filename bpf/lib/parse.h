@@ -88,7 +88,14 @@ static __always_inline int load_l4(struct __sk_buff *ctx, __u32 off, __u32 l4_le
 		void *p = data + off;
 
 		if (p + len <= data_end) {
-			__builtin_memcpy(buf, p, len);
+			/* Word copies (len is a multiple of 4): a byte-wise
+			 * memcpy of a packet pointer costs one load per byte. */
+			__u32 *dst = buf;
+			int i;
+
+#pragma unroll
+			for (i = 0; i < len / 4; i++)
+				dst[i] = ((__u32 *)p)[i];
 			return 0;
 		}
 	}
@@ -222,7 +229,7 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 		return 0;
 	}
 	case IPPROTO_SCTP: {
-		__u8 sh[12]; /* common header: ports, verification tag, checksum */
+		__u8 sh[12] __attribute__((aligned(4))); /* common header: ports, verification tag, checksum */
 
 		ret = load_l4(ctx, off, l4_len, sh, sizeof(sh));
 		if (ret < 0)
@@ -234,7 +241,7 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
-		__u8 ih[8]; /* type, code, checksum, rest of header */
+		__u8 ih[8] __attribute__((aligned(4))); /* type, code, checksum, rest of header */
 		__u8 v6 = t->nexthdr == IPPROTO_ICMPV6;
 
 		if (v6 != (t->family == FAMILY_IPV6))

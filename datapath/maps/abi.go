@@ -82,7 +82,7 @@ const (
 
 // CTEntry mirrors struct ct_entry (ct.h).
 type CTEntry struct {
-	Expires        uint64  `btf:"expires"` // CLOCK_MONOTONIC ns (coarse)
+	Expires        uint64  `btf:"expires"` // jiffies (datapath.Jiffies)
 	Packets        uint64  `btf:"packets"`
 	Bytes          uint64  `btf:"bytes"`
 	ReplyPackets   uint64  `btf:"reply_packets"`

@@ -8,7 +8,6 @@ package testrun_test
 import (
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -27,17 +26,28 @@ const (
 	dpLifeNonTCP   = 60
 )
 
-// dpSec is a second in the datapath's clock (CLOCK_MONOTONIC ns).
-const dpSec = uint64(time.Second)
+// dpSec returns a second in the datapath's clock (jiffies: the kernel's HZ).
+func dpSec(t testing.TB) uint64 {
+	t.Helper()
+	hz, err := datapath.KernelHZ()
+	if err != nil {
+		t.Fatalf("kernel HZ: %v", err)
+	}
+	return uint64(hz)
+}
 
-// wantExpires fails unless e expires lifetime seconds after the event ev
-// (one second of slack either way: the entry's clock is the coarse one).
+// wantExpires fails unless e expires lifetime seconds after the packet of
+// event ev, which ran less than a second ago (the slack allowed).
 func (tp *dpTopo) wantExpires(e maps.CTEntry, ev events.Event, lifetime uint64, what string) {
 	tp.t.Helper()
-	now := uint64(ev.Timestamp)
-	if e.Expires+dpSec < now+lifetime*dpSec || e.Expires > now+(lifetime+1)*dpSec {
-		tp.t.Errorf("%s: entry expires at %d, now %d: lifetime %.1fs, want %ds", what, e.Expires, now,
-			float64(int64(e.Expires)-int64(now))/float64(dpSec), lifetime)
+	now, err := datapath.Jiffies()
+	if err != nil {
+		tp.t.Fatalf("read jiffies: %v", err)
+	}
+	sec := dpSec(tp.t)
+	if e.Expires+sec < now+lifetime*sec || e.Expires > now+lifetime*sec {
+		tp.t.Errorf("%s (%s): entry expires at %d, now %d: lifetime %.2fs, want %ds", what, ev, e.Expires, now,
+			float64(int64(e.Expires)-int64(now))/float64(sec), lifetime)
 	}
 }
 
@@ -253,7 +263,7 @@ func TestConntrackTCPClose(t *testing.T) {
 						// Both hops of the packet ran within the second of
 						// the second hop's event (wantExpires allows 1s).
 						tp.wantExpires(e, tp.trace(p, 1, "close"), dpLifeTCPClose, "closed entry "+dir.String())
-						if e.Expires+(dpLifeTCP-dpLifeTCPClose-2)*dpSec > estExpires {
+						if e.Expires+(dpLifeTCP-dpLifeTCPClose-2)*dpSec(t) > estExpires {
 							t.Errorf("entry %s: closed expires %d, established expired %d: not ~%ds shorter",
 								dir, e.Expires, estExpires, dpLifeTCP-dpLifeTCPClose)
 						}
