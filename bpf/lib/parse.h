@@ -73,6 +73,28 @@ struct packet {
 /* Headers at offsets below this are read in place when linear. */
 #define PARSE_DIRECT_MAX 256
 
+/* l4_header returns a pointer to the len bytes of the L4 header at off: in
+ * place when the linear data holds them, else copied into buf with
+ * bpf_skb_load_bytes. Returns NULL when the header does not fit in the IP
+ * payload (l4_len) or in the packet. */
+static __always_inline void *l4_header(struct __sk_buff *ctx, __u32 off, __u32 l4_len,
+				       void *buf, __u32 len)
+{
+	if (l4_len < len)
+		return NULL;
+	if (off < PARSE_DIRECT_MAX) {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		void *p = data + off;
+
+		if (p + len <= data_end)
+			return p;
+	}
+	if (bpf_skb_load_bytes(ctx, off, buf, len) < 0)
+		return NULL;
+	return buf;
+}
+
 /* load_l4 copies len bytes of the L4 header at off into buf: in place from
  * the linear data when it is there, else with bpf_skb_load_bytes. Returns
  * 0, or -DROP_CT_TRUNCATED_OR_INVALID_HEADER when the header does not fit
@@ -202,30 +224,29 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 
 	switch (t->nexthdr) {
 	case IPPROTO_TCP: {
-		struct tcphdr th;
+		/* Read in place: the fast path's packets are TCP. */
+		struct tcphdr buf, *th = l4_header(ctx, off, l4_len, &buf, sizeof(buf));
 
-		ret = load_l4(ctx, off, l4_len, &th, sizeof(th));
-		if (ret < 0)
-			return ret;
-		if (th.doff < 5 || th.doff * 4 > l4_len)
+		if (!th)
 			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
-		t->sport = th.source;
-		t->dport = th.dest;
-		pkt->policy_port = th.dest;
-		pkt->tcp_flags = ((__u8 *)&th)[13];
+		if (th->doff < 5 || th->doff * 4 > l4_len)
+			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
+		t->sport = th->source;
+		t->dport = th->dest;
+		pkt->policy_port = th->dest;
+		pkt->tcp_flags = ((__u8 *)th)[13];
 		return 0;
 	}
 	case IPPROTO_UDP: {
-		struct udphdr uh;
+		struct udphdr buf, *uh = l4_header(ctx, off, l4_len, &buf, sizeof(buf));
 
-		ret = load_l4(ctx, off, l4_len, &uh, sizeof(uh));
-		if (ret < 0)
-			return ret;
-		if (pkt->frag == FRAG_NONE && bpf_ntohs(uh.len) < sizeof(uh))
+		if (!uh)
 			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
-		t->sport = uh.source;
-		t->dport = uh.dest;
-		pkt->policy_port = uh.dest;
+		if (pkt->frag == FRAG_NONE && bpf_ntohs(uh->len) < sizeof(*uh))
+			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
+		t->sport = uh->source;
+		t->dport = uh->dest;
+		pkt->policy_port = uh->dest;
 		return 0;
 	}
 	case IPPROTO_SCTP: {
