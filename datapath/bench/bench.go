@@ -608,22 +608,28 @@ func checkNewFlowAllowed(env *Env, pkt []byte) error {
 }
 
 // ipcacheCurve measures the denied new flow (it looks the destination up in
-// the ipcache) with the ipcache holding each of opts.IPCacheSizes
-// prefixes: one environment per size, measured interleaved.
+// the ipcache) with the ipcache holding each of opts.IPCacheSizes prefixes.
 func (r *runner) ipcacheCurve(t *Table) error {
+	return r.sizedCurve(t, GroupIPCache, RowIPCache, "ipcache", r.opts.IPCacheSizes, setupIPCache,
+		"policy-deny path; the destination's /32 among N random prefixes")
+}
+
+// sizedCurve measures one environment per size (built by setup), all of
+// them interleaved, as the rows of a curve.
+func (r *runner) sizedCurve(t *Table, group, row, what string, sizes []int,
+	setup func(size int, seed uint64) (*Env, []byte, error), note string) error {
 	var targets []target
-	for _, size := range r.opts.IPCacheSizes {
-		r.logf("ipcache: filling an ipcache with %d prefixes", size)
-		env, pkt, err := setupIPCache(size, r.opts.Seed)
+	for _, size := range sizes {
+		r.logf("%s: filling with %d entries", what, size)
+		env, pkt, err := setup(size, r.opts.Seed)
 		if err != nil {
-			return fmt.Errorf("ipcache size %d: %w", size, err)
+			return fmt.Errorf("%s size %d: %w", what, size, err)
 		}
 		defer env.Close()
-		targets = append(targets, target{name: RowIPCache, size: size, prog: env.EP.Endpoint.FromContainer, pkt: pkt,
-			wantCode: testrun.ActShot, env: env, emits: true,
-			note: "policy-deny path; the destination's /32 among N random prefixes"})
+		targets = append(targets, target{name: row, size: size, prog: env.EP.Endpoint.FromContainer, pkt: pkt,
+			wantCode: testrun.ActShot, env: env, emits: true, note: note})
 	}
-	return r.curve(t, GroupIPCache, targets)
+	return r.curve(t, group, targets)
 }
 
 // setupIPCache returns a policy-deny environment whose ipcache holds size
@@ -684,27 +690,15 @@ func randomPrefixes(rng *rand.Rand, n int, exclude ...netip.Addr) []netip.Prefix
 }
 
 // policyCurve measures the denied new flow with the endpoint's policy map
-// holding each of opts.PolicySizes entries: one environment per size,
-// measured interleaved.
+// holding each of opts.PolicySizes entries.
 func (r *runner) policyCurve(t *Table) error {
-	var targets []target
-	for _, size := range r.opts.PolicySizes {
-		r.logf("policy: filling a policy map with %d entries", size)
-		env, pkt, err := setupPolicyMap(size, r.opts.Seed)
-		if err != nil {
-			return fmt.Errorf("policy size %d: %w", size, err)
-		}
-		defer env.Close()
-		targets = append(targets, target{name: RowPolicyMap, size: size, prog: env.EP.Endpoint.FromContainer, pkt: pkt,
-			wantCode: testrun.ActShot, env: env, emits: true,
-			note: "policy-deny path; a deny entry among N single-port entries (2 hash probes)"})
-	}
-	return r.curve(t, GroupPolicy, targets)
+	return r.sizedCurve(t, GroupPolicy, RowPolicyMap, "policy", r.opts.PolicySizes, setupPolicyMap,
+		"policy-deny path; a deny entry among N single-port entries (2 hash probes)")
 }
 
 // setupPolicyMap returns an environment whose pod's policy map holds size
 // entries: a deny entry for the denied host's identity on TCP/80, and
-// size-1 random entries of other identities (TCP or UDP, one port or any,
+// size-1 random single-port entries of other identities (TCP or UDP,
 // either direction); and the SYN to the denied host, which it drops.
 func setupPolicyMap(size int, seed uint64) (*Env, []byte, error) {
 	node := datapath.NodeOptions{}
