@@ -19,8 +19,6 @@
 #define __always_inline inline __attribute__((always_inline))
 #endif
 
-#define NSEC_PER_SEC 1000000000ULL
-
 #ifndef offsetof
 #define offsetof(T, m) __builtin_offsetof(T, m)
 #endif

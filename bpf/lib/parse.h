@@ -95,37 +95,6 @@ static __always_inline void *l4_header(struct __sk_buff *ctx, __u32 off, __u32 l
 	return buf;
 }
 
-/* load_l4 copies len bytes of the L4 header at off into buf: in place from
- * the linear data when it is there, else with bpf_skb_load_bytes. Returns
- * 0, or -DROP_CT_TRUNCATED_OR_INVALID_HEADER when the header does not fit
- * in the IP payload (l4_len) or in the packet. */
-static __always_inline int load_l4(struct __sk_buff *ctx, __u32 off, __u32 l4_len,
-				   void *buf, __u32 len)
-{
-	if (l4_len < len)
-		return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
-	if (off < PARSE_DIRECT_MAX) {
-		void *data = (void *)(long)ctx->data;
-		void *data_end = (void *)(long)ctx->data_end;
-		void *p = data + off;
-
-		if (p + len <= data_end) {
-			/* Word copies (len is a multiple of 4): a byte-wise
-			 * memcpy of a packet pointer costs one load per byte. */
-			__u32 *dst = buf;
-			int i;
-
-#pragma unroll
-			for (i = 0; i < len / 4; i++)
-				dst[i] = ((__u32 *)p)[i];
-			return 0;
-		}
-	}
-	if (bpf_skb_load_bytes(ctx, off, buf, len) < 0)
-		return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
-	return 0;
-}
-
 static __always_inline int icmp4_is_error(__u8 type)
 {
 	return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED ||
@@ -220,7 +189,6 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 {
 	__u32 off = pkt->l4_off;
 	struct tuple *t = &pkt->tuple;
-	int ret;
 
 	switch (t->nexthdr) {
 	case IPPROTO_TCP: {
@@ -250,11 +218,11 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 		return 0;
 	}
 	case IPPROTO_SCTP: {
-		__u8 sh[12] __attribute__((aligned(4))); /* common header: ports, verification tag, checksum */
+		/* common header: ports, verification tag, checksum */
+		__u8 buf[12], *sh = l4_header(ctx, off, l4_len, buf, sizeof(buf));
 
-		ret = load_l4(ctx, off, l4_len, sh, sizeof(sh));
-		if (ret < 0)
-			return ret;
+		if (!sh)
+			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 		__builtin_memcpy(&t->sport, &sh[0], 2);
 		__builtin_memcpy(&t->dport, &sh[2], 2);
 		pkt->policy_port = t->dport;
@@ -262,14 +230,15 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
-		__u8 ih[8] __attribute__((aligned(4))); /* type, code, checksum, rest of header */
+		/* type, code, checksum, rest of header */
+		__u8 buf[8], *ih;
 		__u8 v6 = t->nexthdr == IPPROTO_ICMPV6;
 
 		if (v6 != (t->family == FAMILY_IPV6))
 			return -DROP_UNKNOWN_L4_PROTOCOL;
-		ret = load_l4(ctx, off, l4_len, ih, sizeof(ih));
-		if (ret < 0)
-			return ret;
+		ih = l4_header(ctx, off, l4_len, buf, sizeof(buf));
+		if (!ih)
+			return -DROP_CT_TRUNCATED_OR_INVALID_HEADER;
 		pkt->icmp_type = ih[0];
 		pkt->policy_port = bpf_htons(ih[0]);
 		if (ih[0] == (v6 ? ICMPV6_ECHO_REQUEST : ICMP_ECHO)) {
@@ -281,7 +250,7 @@ static __always_inline int parse_l4(struct __sk_buff *ctx, struct packet *pkt, _
 		} else if (v6 ? icmp6_is_error(ih[0]) : icmp4_is_error(ih[0])) {
 			if (pkt->frag != FRAG_NONE)
 				return -DROP_IP_FRAGMENTATION_NOT_SUPPORTED;
-			return parse_icmp_inner(ctx, pkt, off + sizeof(ih), off + l4_len);
+			return parse_icmp_inner(ctx, pkt, off + sizeof(buf), off + l4_len);
 		} else {
 			/* No identifier: the type tells messages apart. */
 			t->sport = 0;

@@ -757,7 +757,7 @@ func (e *Env) fillPolicy(size int, seed uint64) ([]byte, error) {
 		}
 		have++
 	}
-	if err := e.EP.BumpRevision(); err != nil {
+	if err := e.EP.BumpPolicyRevision(); err != nil {
 		return nil, err
 	}
 	pkt := synTo(denyAddr, clientPort)

@@ -286,7 +286,7 @@ func (e *Endpoint) AddRule(r Rule) error {
 			return err
 		}
 	}
-	return e.BumpRevision()
+	return e.BumpPolicyRevision()
 }
 
 // DeleteRule removes the entries of r and bumps the policy revision.
@@ -300,11 +300,5 @@ func (e *Endpoint) DeleteRule(r Rule) error {
 			return err
 		}
 	}
-	return e.BumpRevision()
-}
-
-// BumpRevision increments the endpoint's policy revision, which makes
-// conntrack re-check tracked connections against the current policy.
-func (e *Endpoint) BumpRevision() error {
 	return e.BumpPolicyRevision()
 }
