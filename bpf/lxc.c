@@ -26,6 +26,13 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
+/* struct __sk_buff points to these two. Left as forward declarations,
+ * clang emits them in an order that depends on the build directory, and the
+ * committed object would not be reproducible; defined in BTF, they are not
+ * forward declarations. */
+const struct bpf_sock *unused_bpf_sock_btf __attribute__((unused));
+const struct bpf_flow_keys *unused_bpf_flow_keys_btf __attribute__((unused));
+
 /* skb->mark of a packet handed to the L7 proxy: magic | port << 16 (Cilium's). */
 #define MARK_MAGIC_TO_PROXY 0x0200
 

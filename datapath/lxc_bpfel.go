@@ -162,30 +162,32 @@ type lxcTuple4 struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lxcMapCiliaCt4           = "cilia_ct4"
-	lxcMapCiliaCt6           = "cilia_ct6"
-	lxcMapCiliaEndpoints     = "cilia_endpoints"
-	lxcMapCiliaEpPolicy      = "cilia_ep_policy"
-	lxcMapCiliaEvents        = "cilia_events"
-	lxcMapCiliaFrag          = "cilia_frag"
-	lxcMapCiliaIpcHosts      = "cilia_ipc_hosts"
-	lxcMapCiliaIpcache       = "cilia_ipcache"
-	lxcMapCiliaMetrics       = "cilia_metrics"
-	lxcMapCiliaPolicy        = "cilia_policy"
-	lxcProgFromContainer     = "from_container"
-	lxcProgToContainer       = "to_container"
-	lxcVarCtLifetimeNontcp   = "ct_lifetime_nontcp"
-	lxcVarCtLifetimeTcp      = "ct_lifetime_tcp"
-	lxcVarCtLifetimeTcpClose = "ct_lifetime_tcp_close"
-	lxcVarCtLifetimeTcpSyn   = "ct_lifetime_tcp_syn"
-	lxcVarEndpointId         = "endpoint_id"
-	lxcVarEndpointIdentity   = "endpoint_identity"
-	lxcVarEndpointIfindex    = "endpoint_ifindex"
-	lxcVarEndpointIpv4       = "endpoint_ipv4"
-	lxcVarEndpointIpv6       = "endpoint_ipv6"
-	lxcVarEventCaptureLen    = "event_capture_len"
-	lxcVarTraceLevel         = "trace_level"
-	lxcVarUnusedEventBtf     = "unused_event_btf"
+	lxcMapCiliaCt4             = "cilia_ct4"
+	lxcMapCiliaCt6             = "cilia_ct6"
+	lxcMapCiliaEndpoints       = "cilia_endpoints"
+	lxcMapCiliaEpPolicy        = "cilia_ep_policy"
+	lxcMapCiliaEvents          = "cilia_events"
+	lxcMapCiliaFrag            = "cilia_frag"
+	lxcMapCiliaIpcHosts        = "cilia_ipc_hosts"
+	lxcMapCiliaIpcache         = "cilia_ipcache"
+	lxcMapCiliaMetrics         = "cilia_metrics"
+	lxcMapCiliaPolicy          = "cilia_policy"
+	lxcProgFromContainer       = "from_container"
+	lxcProgToContainer         = "to_container"
+	lxcVarCtLifetimeNontcp     = "ct_lifetime_nontcp"
+	lxcVarCtLifetimeTcp        = "ct_lifetime_tcp"
+	lxcVarCtLifetimeTcpClose   = "ct_lifetime_tcp_close"
+	lxcVarCtLifetimeTcpSyn     = "ct_lifetime_tcp_syn"
+	lxcVarEndpointId           = "endpoint_id"
+	lxcVarEndpointIdentity     = "endpoint_identity"
+	lxcVarEndpointIfindex      = "endpoint_ifindex"
+	lxcVarEndpointIpv4         = "endpoint_ipv4"
+	lxcVarEndpointIpv6         = "endpoint_ipv6"
+	lxcVarEventCaptureLen      = "event_capture_len"
+	lxcVarTraceLevel           = "trace_level"
+	lxcVarUnusedBpfFlowKeysBtf = "unused_bpf_flow_keys_btf"
+	lxcVarUnusedBpfSockBtf     = "unused_bpf_sock_btf"
+	lxcVarUnusedEventBtf       = "unused_event_btf"
 )
 
 // loadLxc returns the embedded CollectionSpec for lxc.
@@ -254,18 +256,20 @@ type lxcMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lxcVariableSpecs struct {
-	CtLifetimeNontcp   *ebpf.VariableSpec `ebpf:"ct_lifetime_nontcp"`
-	CtLifetimeTcp      *ebpf.VariableSpec `ebpf:"ct_lifetime_tcp"`
-	CtLifetimeTcpClose *ebpf.VariableSpec `ebpf:"ct_lifetime_tcp_close"`
-	CtLifetimeTcpSyn   *ebpf.VariableSpec `ebpf:"ct_lifetime_tcp_syn"`
-	EndpointId         *ebpf.VariableSpec `ebpf:"endpoint_id"`
-	EndpointIdentity   *ebpf.VariableSpec `ebpf:"endpoint_identity"`
-	EndpointIfindex    *ebpf.VariableSpec `ebpf:"endpoint_ifindex"`
-	EndpointIpv4       *ebpf.VariableSpec `ebpf:"endpoint_ipv4"`
-	EndpointIpv6       *ebpf.VariableSpec `ebpf:"endpoint_ipv6"`
-	EventCaptureLen    *ebpf.VariableSpec `ebpf:"event_capture_len"`
-	TraceLevel         *ebpf.VariableSpec `ebpf:"trace_level"`
-	UnusedEventBtf     *ebpf.VariableSpec `ebpf:"unused_event_btf"`
+	CtLifetimeNontcp     *ebpf.VariableSpec `ebpf:"ct_lifetime_nontcp"`
+	CtLifetimeTcp        *ebpf.VariableSpec `ebpf:"ct_lifetime_tcp"`
+	CtLifetimeTcpClose   *ebpf.VariableSpec `ebpf:"ct_lifetime_tcp_close"`
+	CtLifetimeTcpSyn     *ebpf.VariableSpec `ebpf:"ct_lifetime_tcp_syn"`
+	EndpointId           *ebpf.VariableSpec `ebpf:"endpoint_id"`
+	EndpointIdentity     *ebpf.VariableSpec `ebpf:"endpoint_identity"`
+	EndpointIfindex      *ebpf.VariableSpec `ebpf:"endpoint_ifindex"`
+	EndpointIpv4         *ebpf.VariableSpec `ebpf:"endpoint_ipv4"`
+	EndpointIpv6         *ebpf.VariableSpec `ebpf:"endpoint_ipv6"`
+	EventCaptureLen      *ebpf.VariableSpec `ebpf:"event_capture_len"`
+	TraceLevel           *ebpf.VariableSpec `ebpf:"trace_level"`
+	UnusedBpfFlowKeysBtf *ebpf.VariableSpec `ebpf:"unused_bpf_flow_keys_btf"`
+	UnusedBpfSockBtf     *ebpf.VariableSpec `ebpf:"unused_bpf_sock_btf"`
+	UnusedEventBtf       *ebpf.VariableSpec `ebpf:"unused_event_btf"`
 }
 
 // lxcObjects contains all objects after they have been loaded into the kernel.
@@ -319,18 +323,20 @@ func (m *lxcMaps) Close() error {
 //
 // It can be passed to loadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lxcVariables struct {
-	CtLifetimeNontcp   *ebpf.Variable `ebpf:"ct_lifetime_nontcp"`
-	CtLifetimeTcp      *ebpf.Variable `ebpf:"ct_lifetime_tcp"`
-	CtLifetimeTcpClose *ebpf.Variable `ebpf:"ct_lifetime_tcp_close"`
-	CtLifetimeTcpSyn   *ebpf.Variable `ebpf:"ct_lifetime_tcp_syn"`
-	EndpointId         *ebpf.Variable `ebpf:"endpoint_id"`
-	EndpointIdentity   *ebpf.Variable `ebpf:"endpoint_identity"`
-	EndpointIfindex    *ebpf.Variable `ebpf:"endpoint_ifindex"`
-	EndpointIpv4       *ebpf.Variable `ebpf:"endpoint_ipv4"`
-	EndpointIpv6       *ebpf.Variable `ebpf:"endpoint_ipv6"`
-	EventCaptureLen    *ebpf.Variable `ebpf:"event_capture_len"`
-	TraceLevel         *ebpf.Variable `ebpf:"trace_level"`
-	UnusedEventBtf     *ebpf.Variable `ebpf:"unused_event_btf"`
+	CtLifetimeNontcp     *ebpf.Variable `ebpf:"ct_lifetime_nontcp"`
+	CtLifetimeTcp        *ebpf.Variable `ebpf:"ct_lifetime_tcp"`
+	CtLifetimeTcpClose   *ebpf.Variable `ebpf:"ct_lifetime_tcp_close"`
+	CtLifetimeTcpSyn     *ebpf.Variable `ebpf:"ct_lifetime_tcp_syn"`
+	EndpointId           *ebpf.Variable `ebpf:"endpoint_id"`
+	EndpointIdentity     *ebpf.Variable `ebpf:"endpoint_identity"`
+	EndpointIfindex      *ebpf.Variable `ebpf:"endpoint_ifindex"`
+	EndpointIpv4         *ebpf.Variable `ebpf:"endpoint_ipv4"`
+	EndpointIpv6         *ebpf.Variable `ebpf:"endpoint_ipv6"`
+	EventCaptureLen      *ebpf.Variable `ebpf:"event_capture_len"`
+	TraceLevel           *ebpf.Variable `ebpf:"trace_level"`
+	UnusedBpfFlowKeysBtf *ebpf.Variable `ebpf:"unused_bpf_flow_keys_btf"`
+	UnusedBpfSockBtf     *ebpf.Variable `ebpf:"unused_bpf_sock_btf"`
+	UnusedEventBtf       *ebpf.Variable `ebpf:"unused_event_btf"`
 }
 
 // lxcPrograms contains all programs after they have been loaded into the kernel.
