@@ -47,6 +47,39 @@ test: ## Run go vet and all tests (as root; CILIA_SKIP_PRIVILEGED=1 skips the pr
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
 
+# make conformance: TARGET selects the implementation (testrun | model | netns |
+# kube | exec:PATH), FOCUS is a regexp over spec names ("<scenario> <probe
+# ID>"), FEATURES a comma-separated list of features and profiles to restrict
+# the run to, SCENARIOS the folder of scenario files. GINKGOFLAGS passes more
+# Ginkgo flags, e.g. GINKGOFLAGS='-ginkgo.v -ginkgo.no-color'. See
+# docs/conformance.md.
+TARGET ?= testrun
+FOCUS ?=
+FEATURES ?=
+SCENARIOS ?= fixtures/scenarios
+IMPLEMENTATION_NAME ?= cilia
+IMPLEMENTATION_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+CONFORMANCE_REPORT ?= conformance-report.yaml
+CONFORMANCE_JUNIT ?= conformance-junit.xml
+CONFORMANCE_JSON ?= conformance-ginkgo.json
+GINKGOFLAGS ?=
+
+.PHONY: conformance
+conformance: ## Run the scenarios against TARGET=testrun [FOCUS=regexp FEATURES=list SCENARIOS=dir]; writes conformance-report.yaml and conformance-junit.xml
+	bash hack/install-deps.sh --test-only
+	$(GO) test ./conformance/ -count=1 -timeout 60m -v -args \
+		-target='$(TARGET)' \
+		-scenarios='$(abspath $(SCENARIOS))' \
+		-features='$(FEATURES)' \
+		-report='$(abspath $(CONFORMANCE_REPORT))' \
+		-implementation-name='$(IMPLEMENTATION_NAME)' \
+		-implementation-version='$(IMPLEMENTATION_VERSION)' \
+		-cilia-version='$(IMPLEMENTATION_VERSION)' \
+		-ginkgo.junit-report='$(abspath $(CONFORMANCE_JUNIT))' \
+		-ginkgo.json-report='$(abspath $(CONFORMANCE_JSON))' \
+		$(if $(FOCUS),-ginkgo.focus='$(FOCUS)') \
+		$(GINKGOFLAGS)
+
 .PHONY: bench
 bench: ## Print the datapath benchmark table (ns/packet per program path), then the Go benchmarks (as root)
 	bash hack/install-deps.sh --test-only
@@ -62,5 +95,5 @@ lint: ## Check formatting (gofmt -l must print nothing) and run go vet
 	$(GO) vet $(PKGS)
 
 .PHONY: clean
-clean: ## Remove build outputs (bin/, conformance-report.yaml)
-	rm -rf bin/ conformance-report.yaml
+clean: ## Remove build outputs (bin/, the conformance report, JUnit and JSON)
+	rm -rf bin/ conformance-report.yaml conformance-junit.xml conformance-ginkgo.json

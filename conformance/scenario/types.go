@@ -9,6 +9,8 @@ package scenario
 
 import (
 	"net/netip"
+	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,6 +33,13 @@ type Scenario struct {
 	// mutations); each entry of `steps:` follows. Every step has at least
 	// one probe.
 	Steps []Step
+
+	// initial is the state Setup builds; states[i] is the state the
+	// probes of Steps[i] see (see StateAt).
+	initial *State
+	states  []*State
+	// nameLine and nameColumn locate metadata.name, for duplicate names.
+	nameLine, nameColumn int
 }
 
 // Metadata names and describes a scenario.
@@ -151,9 +160,14 @@ type ObjectRef struct {
 	Name      string
 }
 
-// Step is a set of mutations followed by probes.
+// Step is a set of mutations followed by probes. A target applies the
+// mutations in this order: AddNamespaces, DeletePods, AddPods, SetLabels,
+// Delete, Apply (docs/scenario-format.md, "Steps"); Scenario.StateAt
+// gives the result.
 type Step struct {
-	// Index is the position in Scenario.Steps (0 is the top-level probes).
+	// Index is the position in Scenario.Steps. Step 0 holds the top-level
+	// probes and matrix when the file has any (with no mutations);
+	// otherwise it is the first entry of steps.
 	Index     int
 	Apply     []Object
 	Delete    []ObjectRef
@@ -161,6 +175,10 @@ type Step struct {
 	AddPods   []Pod
 	// DeletePods are "namespace/name" keys.
 	DeletePods []string
+	// AddNamespaces are the namespaces this step's addPods and apply use
+	// that did not exist before (implied, with only the name label). A
+	// target creates them first.
+	AddNamespaces []Namespace
 	// Probes with matrices expanded, in file order (explicit probes first,
 	// then matrix cells).
 	Probes []Probe
@@ -220,8 +238,11 @@ type Peer struct {
 // Probe is one connection attempt and what it must observe.
 type Probe struct {
 	// ID is unique within the scenario and stable: used in spec names and
-	// reports, e.g. "step 1: default/xwing -> default/deathstar 80/TCP ipv4".
-	ID       string
+	// reports, e.g. "step 1: default/xwing -> default/deathstar 80/TCP"
+	// (docs/scenario-format.md, "Probe IDs").
+	ID string
+	// Step is the index of the step the probe belongs to.
+	Step     int
 	From, To Peer
 	// Port is the destination port, resolved when given as a name (0 for
 	// ICMP, which probes with an echo request).
@@ -237,6 +258,10 @@ type Probe struct {
 	// IPv6 probe); the spec's labels are the union.
 	Features []features.Feature
 	Line     int
+	// Path is the field path the probe comes from: "probes[2]",
+	// "steps[1].matrix[0]", or the matrix's "except[n]" that set its
+	// expectation.
+	Path string
 }
 
 // HTTPRequest is an L7 HTTP request to send.
@@ -270,4 +295,37 @@ type Expectation struct {
 	HTTPStatus int
 	BackendIn  []string // pod keys
 	SourceSeen string   // client | node | <ip>
+}
+
+// String formats a peer as a scenario file writes it: "ns/name",
+// "service:ns/name", "node:name", "ip:addr", or an external's name.
+func (p Peer) String() string {
+	switch p.Kind {
+	case PeerService:
+		return "service:" + p.Name
+	case PeerNode:
+		return "node:" + p.Name
+	case PeerIP:
+		return "ip:" + p.Addr.String()
+	}
+	return p.Name
+}
+
+// String formats an expectation: the verdict, then the optional fields
+// that are set, e.g. "deny dropReason=POLICY_DENIED".
+func (e Expectation) String() string {
+	s := string(e.Verdict)
+	if e.DropReason != "" {
+		s += " dropReason=" + e.DropReason
+	}
+	if e.HTTPStatus != 0 {
+		s += " httpStatus=" + strconv.Itoa(e.HTTPStatus)
+	}
+	if len(e.BackendIn) > 0 {
+		s += " backendIn=[" + strings.Join(e.BackendIn, ",") + "]"
+	}
+	if e.SourceSeen != "" {
+		s += " sourceSeen=" + e.SourceSeen
+	}
+	return s
 }

@@ -7,6 +7,7 @@ package testrun
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -301,4 +302,28 @@ func (e *Endpoint) DeleteRule(r Rule) error {
 		}
 	}
 	return e.BumpPolicyRevision()
+}
+
+// RemoveEndpoint removes ep from the endpoints map and closes its
+// programs and policy map. Its ipcache entries are left to the caller.
+func (h *Harness) RemoveEndpoint(ep *Endpoint) error {
+	for i, e := range h.endpoints {
+		if e == ep {
+			h.endpoints = append(h.endpoints[:i], h.endpoints[i+1:]...)
+			break
+		}
+	}
+	for _, a := range []netip.Addr{ep.Spec.IPv4, ep.Spec.IPv6} {
+		if !a.IsValid() {
+			continue
+		}
+		key := maps.NewAddrKey(a)
+		if err := h.Node.Maps[datapath.MapEndpoints].Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove endpoint %d: %w", ep.Spec.ID, err)
+		}
+	}
+	if err := ep.SetEnforcement(false, false); err != nil {
+		return fmt.Errorf("remove endpoint %d: %w", ep.Spec.ID, err)
+	}
+	return ep.Close()
 }

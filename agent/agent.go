@@ -1,0 +1,632 @@
+// Package agent is cilia's reference agent control plane: it turns the
+// cluster's state (nodes, namespaces, pods, policies) into identities, the
+// ipcache and every endpoint's policy map, and programs them into each
+// node's datapath through the Datapath interface. Updates are incremental:
+// each change writes only the map entries whose content changed.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/ciliaproject/cilia/agent/identity"
+	"github.com/ciliaproject/cilia/agent/labels"
+	"github.com/ciliaproject/cilia/agent/policy"
+	"github.com/ciliaproject/cilia/agent/policy/load"
+	"github.com/ciliaproject/cilia/datapath/maps"
+)
+
+// Datapath is one node's datapath as the agent programs it.
+type Datapath interface {
+	// UpsertIPCache maps prefix to identity.
+	UpsertIPCache(prefix netip.Prefix, id identity.NumericIdentity) error
+	// DeleteIPCache removes prefix.
+	DeleteIPCache(prefix netip.Prefix) error
+	// AddEndpoint creates a local endpoint (loads its programs).
+	AddEndpoint(spec EndpointSpec) (EndpointDatapath, error)
+}
+
+// EndpointSpec describes a local endpoint to create.
+type EndpointSpec struct {
+	ID       uint16
+	Pod      string // namespace/name
+	Identity identity.NumericIdentity
+	IPv4     netip.Addr
+	IPv6     netip.Addr
+}
+
+// EndpointDatapath is one endpoint's datapath state.
+type EndpointDatapath interface {
+	PutPolicy(k maps.PolicyKey, v maps.PolicyEntry) error
+	DeletePolicy(k maps.PolicyKey) error
+	SetEnforcement(ingress, egress bool) error
+	BumpPolicyRevision() error
+	// Close removes the endpoint from the datapath.
+	Close() error
+}
+
+// ErrNotFound is returned for an unknown pod, namespace, node or policy.
+var ErrNotFound = errors.New("not found")
+
+// Pod is a pod as the agent sees it.
+type Pod struct {
+	Namespace string
+	Name      string
+	Node      string
+	Labels    map[string]string
+	IPv4      netip.Addr
+	IPv6      netip.Addr
+	Ports     []policy.NamedPort
+}
+
+// Key returns "namespace/name".
+func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+// Node is a cluster node.
+type Node struct {
+	Name string
+	IPv4 netip.Addr
+	IPv6 netip.Addr
+}
+
+type podState struct {
+	pod *Pod
+	id  *identity.Identity
+}
+
+type endpointState struct {
+	id      uint16
+	pod     string
+	dp      EndpointDatapath
+	ident   identity.NumericIdentity
+	policy  *policy.EndpointPolicy
+	current map[identity.NumericIdentity]map[maps.PolicyKey]maps.PolicyEntry
+	ingress bool
+	egress  bool
+}
+
+type nodeState struct {
+	node      Node
+	dp        Datapath // nil for a node this agent does not program
+	endpoints map[string]*endpointState
+	nextEP    uint16
+	ipcache   map[netip.Prefix]identity.NumericIdentity
+}
+
+// Agent is the control plane of a whole (simulated) cluster: one shared
+// identity allocator and policy repository (the cluster-wide stores) and,
+// per node, the endpoints and ipcache of that node's datapath. It is safe
+// for concurrent use; operations are serialized.
+type Agent struct {
+	mu         sync.Mutex
+	alloc      *identity.Allocator
+	cache      *policy.SelectorCache
+	repo       *policy.Repository
+	namespaces map[string]map[string]string
+	pods       map[string]*podState
+	nodes      map[string]*nodeState
+	nodeOrder  []string
+	cidrs      map[netip.Prefix]*identity.Identity
+	// Writes counts datapath map writes (puts and deletes), for tests of
+	// incrementality.
+	Writes int
+}
+
+// New returns an agent with no nodes.
+func New() *Agent {
+	a := &Agent{
+		alloc: identity.NewAllocator(), cache: policy.NewSelectorCache(),
+		namespaces: map[string]map[string]string{}, pods: map[string]*podState{},
+		nodes: map[string]*nodeState{}, cidrs: map[netip.Prefix]*identity.Identity{},
+	}
+	a.repo = policy.NewRepository(a.cache)
+	a.alloc.Observe(a.cache)
+	return a
+}
+
+// Repository returns the policy repository.
+func (a *Agent) Repository() *policy.Repository { return a.repo }
+
+// Allocator returns the identity allocator.
+func (a *Agent) Allocator() *identity.Allocator { return a.alloc }
+
+// AddNode adds a node; dp programs it (nil: a node whose datapath this
+// agent does not program, known for its addresses only).
+func (a *Agent) AddNode(n Node, dp Datapath) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, dup := a.nodes[n.Name]; dup {
+		return fmt.Errorf("add node %s: already exists", n.Name)
+	}
+	ns := &nodeState{node: n, dp: dp, endpoints: map[string]*endpointState{}, nextEP: 1,
+		ipcache: map[netip.Prefix]identity.NumericIdentity{}}
+	a.nodes[n.Name] = ns
+	a.nodeOrder = append(a.nodeOrder, n.Name)
+	return a.syncIPCacheAll()
+}
+
+// SetNamespace creates a namespace or replaces its labels (the pods in it
+// change identity when their labels change).
+func (a *Agent) SetNamespace(name string, nsLabels map[string]string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.namespaces[name] = copyMap(nsLabels)
+	for _, key := range a.sortedPods() {
+		if ps := a.pods[key]; ps.pod.Namespace == name {
+			if err := a.relabel(ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// AddPod adds a pod: its identity, its ipcache entries on every node and,
+// on its node, its endpoint with its resolved policy.
+func (a *Agent) AddPod(p Pod) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, dup := a.pods[p.Key()]; dup {
+		return fmt.Errorf("add pod %s: already exists", p.Key())
+	}
+	ns, ok := a.nodes[p.Node]
+	if !ok {
+		return fmt.Errorf("add pod %s: node %q: %w", p.Key(), p.Node, ErrNotFound)
+	}
+	pod := p
+	pod.Labels = copyMap(p.Labels)
+	id, added, err := a.alloc.Allocate(a.podLabels(&pod))
+	if err != nil {
+		return fmt.Errorf("add pod %s: %w", p.Key(), err)
+	}
+	ps := &podState{pod: &pod, id: id}
+	a.pods[p.Key()] = ps
+	if err := a.identitiesChanged(added, id, nil); err != nil {
+		return err
+	}
+	if err := a.syncIPCacheAll(); err != nil {
+		return err
+	}
+	if ns.dp != nil {
+		ep := &endpointState{id: ns.nextEP, pod: p.Key()}
+		ns.nextEP++
+		ns.endpoints[p.Key()] = ep
+		if err := a.createEndpoint(ns, ep, ps); err != nil {
+			return err
+		}
+	}
+	if len(pod.Ports) > 0 {
+		return a.regenerateNamedPortUsers()
+	}
+	return nil
+}
+
+// DeletePod removes a pod, its endpoint and its ipcache entries, and
+// releases its identity.
+func (a *Agent) DeletePod(key string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ps, ok := a.pods[key]
+	if !ok {
+		return fmt.Errorf("delete pod %s: %w", key, ErrNotFound)
+	}
+	delete(a.pods, key)
+	if ns := a.nodes[ps.pod.Node]; ns != nil {
+		if ep, ok := ns.endpoints[key]; ok {
+			delete(ns.endpoints, key)
+			if err := ep.dp.Close(); err != nil {
+				return fmt.Errorf("delete pod %s: remove endpoint: %w", key, err)
+			}
+		}
+	}
+	if err := a.syncIPCacheAll(); err != nil {
+		return err
+	}
+	removed := a.alloc.Release(ps.id.ID)
+	if err := a.identitiesChanged(false, nil, removedID(removed, ps.id)); err != nil {
+		return err
+	}
+	if len(ps.pod.Ports) > 0 {
+		return a.regenerateNamedPortUsers()
+	}
+	return nil
+}
+
+// SetPodLabels replaces a pod's labels.
+func (a *Agent) SetPodLabels(key string, podLabels map[string]string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ps, ok := a.pods[key]
+	if !ok {
+		return fmt.Errorf("set labels of pod %s: %w", key, ErrNotFound)
+	}
+	ps.pod.Labels = copyMap(podLabels)
+	return a.relabel(ps)
+}
+
+// relabel moves a pod to the identity of its current labels:
+// make-before-break (the new identity is in every policy and the ipcache
+// before the old one is released).
+func (a *Agent) relabel(ps *podState) error {
+	ls := a.podLabels(ps.pod)
+	if ls.String() == ps.id.Labels.String() {
+		return nil
+	}
+	id, added, err := a.alloc.Allocate(ls)
+	if err != nil {
+		return fmt.Errorf("relabel pod %s: %w", ps.pod.Key(), err)
+	}
+	old := ps.id
+	ps.id = id
+	if err := a.identitiesChanged(added, id, nil); err != nil {
+		return err
+	}
+	if err := a.syncIPCacheAll(); err != nil {
+		return err
+	}
+	if ns := a.nodes[ps.pod.Node]; ns != nil {
+		if ep, ok := ns.endpoints[ps.pod.Key()]; ok {
+			// The endpoint's own identity is part of its program: reload.
+			if err := ep.dp.Close(); err != nil {
+				return fmt.Errorf("relabel pod %s: %w", ps.pod.Key(), err)
+			}
+			if err := a.createEndpoint(ns, ep, ps); err != nil {
+				return err
+			}
+		}
+	}
+	removed := a.alloc.Release(old.ID)
+	return a.identitiesChanged(false, nil, removedID(removed, old))
+}
+
+func removedID(removed bool, id *identity.Identity) *identity.Identity {
+	if removed {
+		return id
+	}
+	return nil
+}
+
+// ApplyPolicy creates or replaces a policy. Only endpoints selected by the
+// old or the new version are re-resolved.
+func (a *Agent) ApplyPolicy(p *load.Policy) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old, added, err := a.repo.Upsert(p)
+	if err != nil {
+		return err
+	}
+	if err := a.syncCIDRs(); err != nil {
+		return err
+	}
+	return a.regenerateSelected(append(old, added...))
+}
+
+// DeletePolicy removes a policy.
+func (a *Agent) DeletePolicy(ref policy.PolicyRef) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old, ok := a.repo.Delete(ref)
+	if !ok {
+		return fmt.Errorf("delete policy %s: %w", ref, ErrNotFound)
+	}
+	if err := a.regenerateSelected(old); err != nil {
+		return err
+	}
+	return a.syncCIDRs()
+}
+
+// podLabels returns the security labels of a pod (with its namespace's).
+func (a *Agent) podLabels(p *Pod) labels.Labels {
+	return labels.ForPod(p.Namespace, p.Labels, a.namespaces[p.Namespace])
+}
+
+// identitiesChanged updates every endpoint's policy for an identity that
+// appeared (when added) or disappeared (removed non-nil).
+func (a *Agent) identitiesChanged(added bool, id *identity.Identity, removed *identity.Identity) error {
+	for _, ns := range a.sortedNodes() {
+		for _, key := range sortedKeys(ns.endpoints) {
+			ep := ns.endpoints[key]
+			if ep.policy == nil {
+				continue
+			}
+			var changed []identity.NumericIdentity
+			if added && id != nil {
+				changed = ep.policy.IdentitiesAdded([]identity.NumericIdentity{id.ID})
+			}
+			if removed != nil {
+				ep.policy.IdentitiesRemoved([]identity.NumericIdentity{removed.ID})
+				changed = append(changed, removed.ID) // its entries go from the map
+			}
+			if len(changed) > 0 {
+				if err := a.syncEntries(ep, ep.policy.MapStateOf(changed), changed); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// createEndpoint loads a pod's endpoint and programs its policy.
+func (a *Agent) createEndpoint(ns *nodeState, ep *endpointState, ps *podState) error {
+	dp, err := ns.dp.AddEndpoint(EndpointSpec{ID: ep.id, Pod: ps.pod.Key(), Identity: ps.id.ID,
+		IPv4: ps.pod.IPv4, IPv6: ps.pod.IPv6})
+	if err != nil {
+		return fmt.Errorf("create endpoint of pod %s: %w", ps.pod.Key(), err)
+	}
+	ep.dp, ep.ident = dp, ps.id.ID
+	ep.current, ep.policy = nil, nil
+	// A reused endpoint ID may carry an earlier endpoint's state: start
+	// from no enforcement explicitly.
+	if err := dp.SetEnforcement(false, false); err != nil {
+		return fmt.Errorf("create endpoint of pod %s: %w", ps.pod.Key(), err)
+	}
+	ep.ingress, ep.egress = false, false
+	return a.regenerate(ep)
+}
+
+// regenerate re-resolves an endpoint's policy and writes the difference.
+func (a *Agent) regenerate(ep *endpointState) error {
+	ps := a.pods[ep.pod]
+	ep.policy = a.repo.Resolve(policy.Subject{Identity: ps.id, Ports: ps.pod.Ports}, peerPorts{a})
+	state := ep.policy.MapState()
+	ids := map[identity.NumericIdentity]struct{}{}
+	for k := range state {
+		ids[identity.NumericIdentity(k.Identity)] = struct{}{}
+	}
+	for n := range ep.current {
+		ids[n] = struct{}{}
+	}
+	all := make([]identity.NumericIdentity, 0, len(ids))
+	for n := range ids {
+		all = append(all, n)
+	}
+	return a.syncEntries(ep, state, all)
+}
+
+// syncEntries makes the endpoint's entries of identities ids equal to
+// desired (which holds entries of those identities only), then its
+// enforcement flags, and bumps its policy revision when anything changed.
+func (a *Agent) syncEntries(ep *endpointState, desired map[maps.PolicyKey]policy.MapValue, ids []identity.NumericIdentity) error {
+	if ep.current == nil {
+		ep.current = map[identity.NumericIdentity]map[maps.PolicyKey]maps.PolicyEntry{}
+	}
+	changed := false
+	byID := map[identity.NumericIdentity]map[maps.PolicyKey]maps.PolicyEntry{}
+	for k, v := range desired {
+		n := identity.NumericIdentity(k.Identity)
+		if byID[n] == nil {
+			byID[n] = map[maps.PolicyKey]maps.PolicyEntry{}
+		}
+		byID[n][k] = v.Entry
+	}
+	for _, n := range ids {
+		cur, want := ep.current[n], byID[n]
+		for k := range cur {
+			if _, keep := want[k]; !keep {
+				if err := ep.dp.DeletePolicy(k); err != nil {
+					return fmt.Errorf("sync policy of %s: %w", ep.pod, err)
+				}
+				a.Writes++
+				changed = true
+			}
+		}
+		for k, v := range want {
+			if old, ok := cur[k]; ok && old == v {
+				continue
+			}
+			if err := ep.dp.PutPolicy(k, v); err != nil {
+				return fmt.Errorf("sync policy of %s: %w", ep.pod, err)
+			}
+			a.Writes++
+			changed = true
+		}
+		if len(want) == 0 {
+			delete(ep.current, n)
+		} else {
+			ep.current[n] = want
+		}
+	}
+	in, eg := ep.policy.Ingress.Enforced, ep.policy.Egress.Enforced
+	if in != ep.ingress || eg != ep.egress {
+		if err := ep.dp.SetEnforcement(in, eg); err != nil {
+			return fmt.Errorf("sync policy of %s: %w", ep.pod, err)
+		}
+		ep.ingress, ep.egress = in, eg
+		changed = true
+	}
+	if changed {
+		if err := ep.dp.BumpPolicyRevision(); err != nil {
+			return fmt.Errorf("sync policy of %s: %w", ep.pod, err)
+		}
+	}
+	return nil
+}
+
+// regenerateSelected re-resolves the endpoints any of rules selects.
+func (a *Agent) regenerateSelected(rules []*policy.Rule) error {
+	for _, ns := range a.sortedNodes() {
+		for _, key := range sortedKeys(ns.endpoints) {
+			ep := ns.endpoints[key]
+			id, ok := a.cache.Identity(ep.ident)
+			if !ok {
+				continue
+			}
+			for _, r := range rules {
+				if r.Subject.MatchesLabels(id.Labels) {
+					if err := a.regenerate(ep); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// regenerateNamedPortUsers re-resolves every endpoint: named ports of
+// egress rules resolve on the peers' pods, which just changed.
+func (a *Agent) regenerateNamedPortUsers() error {
+	for _, ns := range a.sortedNodes() {
+		for _, key := range sortedKeys(ns.endpoints) {
+			if err := a.regenerate(ns.endpoints[key]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// peerPorts answers named-port questions from the agent's pods
+// (policy.PeerPorts).
+type peerPorts struct{ a *Agent }
+
+// PortsOf returns the named ports of the pods with identity n.
+func (pp peerPorts) PortsOf(n identity.NumericIdentity) []policy.NamedPort {
+	var out []policy.NamedPort
+	for _, key := range pp.a.sortedPods() {
+		if ps := pp.a.pods[key]; ps.id.ID == n {
+			out = append(out, ps.pod.Ports...)
+		}
+	}
+	return out
+}
+
+// PortOwners returns the named ports of every pod identity.
+func (pp peerPorts) PortOwners() map[identity.NumericIdentity][]policy.NamedPort {
+	out := map[identity.NumericIdentity][]policy.NamedPort{}
+	for _, ps := range pp.a.pods {
+		if len(ps.pod.Ports) > 0 {
+			out[ps.id.ID] = append(out[ps.id.ID], ps.pod.Ports...)
+		}
+	}
+	return out
+}
+
+// syncCIDRs allocates a CIDR identity for every prefix the policies name
+// and releases those no longer named, keeping the ipcache in step.
+func (a *Agent) syncCIDRs() error {
+	want := map[netip.Prefix]struct{}{}
+	for _, p := range a.repo.Prefixes() {
+		want[p] = struct{}{}
+		if _, ok := a.cidrs[p]; ok {
+			continue
+		}
+		id, added, err := a.alloc.AllocateCIDR(p)
+		if err != nil {
+			return fmt.Errorf("allocate identity for %s: %w", p, err)
+		}
+		a.cidrs[p] = id
+		if err := a.identitiesChanged(added, id, nil); err != nil {
+			return err
+		}
+	}
+	if err := a.syncIPCacheAll(); err != nil {
+		return err
+	}
+	for p, id := range a.cidrs {
+		if _, ok := want[p]; ok {
+			continue
+		}
+		delete(a.cidrs, p)
+		if err := a.syncIPCacheAll(); err != nil {
+			return err
+		}
+		removed := a.alloc.Release(id.ID)
+		if err := a.identitiesChanged(false, nil, removedID(removed, id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// desiredIPCache is the ipcache of node ns: every pod address, every node
+// address (the node itself as host, others as remote-node) and every CIDR
+// prefix the policies name.
+func (a *Agent) desiredIPCache(ns *nodeState) map[netip.Prefix]identity.NumericIdentity {
+	out := map[netip.Prefix]identity.NumericIdentity{}
+	for p, id := range a.cidrs {
+		out[p] = id.ID
+	}
+	for _, other := range a.nodes {
+		id := identity.RemoteNode
+		if other == ns {
+			id = identity.Host
+		}
+		for _, addr := range []netip.Addr{other.node.IPv4, other.node.IPv6} {
+			if addr.IsValid() {
+				out[netip.PrefixFrom(addr, addr.BitLen())] = id
+			}
+		}
+	}
+	for _, ps := range a.pods {
+		for _, addr := range []netip.Addr{ps.pod.IPv4, ps.pod.IPv6} {
+			if addr.IsValid() {
+				out[netip.PrefixFrom(addr, addr.BitLen())] = ps.id.ID
+			}
+		}
+	}
+	return out
+}
+
+// syncIPCacheAll writes the ipcache differences of every programmed node:
+// upserts first, deletes last (make-before-break).
+func (a *Agent) syncIPCacheAll() error {
+	for _, ns := range a.sortedNodes() {
+		if ns.dp == nil {
+			continue
+		}
+		want := a.desiredIPCache(ns)
+		for p, id := range want {
+			if cur, ok := ns.ipcache[p]; ok && cur == id {
+				continue
+			}
+			if err := ns.dp.UpsertIPCache(p, id); err != nil {
+				return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
+			}
+			ns.ipcache[p] = id
+			a.Writes++
+		}
+		for p := range ns.ipcache {
+			if _, keep := want[p]; !keep {
+				if err := ns.dp.DeleteIPCache(p); err != nil {
+					return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
+				}
+				delete(ns.ipcache, p)
+				a.Writes++
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Agent) sortedNodes() []*nodeState {
+	out := make([]*nodeState, 0, len(a.nodeOrder))
+	for _, n := range a.nodeOrder {
+		out = append(out, a.nodes[n])
+	}
+	return out
+}
+
+func (a *Agent) sortedPods() []string { return sortedKeys(a.pods) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ciliaproject/cilia/agent"
+	"github.com/ciliaproject/cilia/agent/identity"
+	"github.com/ciliaproject/cilia/agent/policy"
+	"github.com/ciliaproject/cilia/agent/policy/load"
+	"github.com/ciliaproject/cilia/conformance/scenario"
+	"github.com/ciliaproject/cilia/datapath/maps"
+)
+
+func newPolicyTraceCmd() *cobra.Command {
+	var (
+		scenarioPath, from, to, port, family string
+		step                                 int
+	)
+	cmd := &cobra.Command{
+		Use:   "trace --scenario FILE --from PEER --to PEER --port PORT/PROTO",
+		Short: "Explain the policy verdict for a connection in a scenario",
+		Long: `Trace resolves the policies of a scenario with the reference agent (no kernel
+needed) and explains the verdict for one connection: which policies select the
+source and the destination, which rule matched at egress and at ingress, and
+why the result is allow or deny.
+
+PEER is a pod (namespace/name), an external's name, node:<name> or ip:<addr>.
+PORT/PROTO is e.g. 80/TCP, 53/UDP, 132/SCTP, or ICMP (an echo request), or a
+named port of the destination pod (http).`,
+		Example: `  cilia policy trace --scenario fixtures/scenarios/policy/demo-deathstar-l3-l4.yaml \
+      --from default/xwing --to default/deathstar --port 80/TCP
+  cilia policy trace --scenario s.yaml --from x/a --to x/b --port 81/UDP --step 2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sc, err := scenario.Load(scenarioPath)
+			if err != nil {
+				return err
+			}
+			tr, err := newTracer(sc, step)
+			if err != nil {
+				return err
+			}
+			allowed, err := tr.trace(cmd.OutOrStdout(), from, to, port, scenario.Family(family))
+			if err != nil {
+				return err
+			}
+			if !allowed {
+				cmd.SilenceUsage = true
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&scenarioPath, "scenario", "", "scenario file (required)")
+	cmd.Flags().StringVar(&from, "from", "", "source peer (required)")
+	cmd.Flags().StringVar(&to, "to", "", "destination peer (required)")
+	cmd.Flags().StringVar(&port, "port", "", "destination port and protocol, e.g. 80/TCP (required)")
+	cmd.Flags().StringVar(&family, "family", "ipv4", "address family: ipv4 or ipv6")
+	cmd.Flags().IntVar(&step, "step", 0, "trace in the state step N probes (its mutations and every earlier step's applied)")
+	for _, f := range []string{"scenario", "from", "to", "port"} {
+		cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+// tracer holds a scenario's cluster as the agent resolved it.
+type tracer struct {
+	sc    *scenario.Scenario
+	agent *agent.Agent
+	pods  map[string]scenario.Pod
+}
+
+func newTracer(sc *scenario.Scenario, step int) (*tracer, error) {
+	if step < 0 || step >= len(sc.Steps) {
+		return nil, fmt.Errorf("trace: step %d out of range (the scenario has steps 0-%d)", step, len(sc.Steps)-1)
+	}
+	t := &tracer{sc: sc, agent: agent.New(), pods: map[string]scenario.Pod{}}
+	for _, n := range sc.Cluster.Nodes {
+		if err := t.agent.AddNode(agent.Node{Name: n.Name, IPv4: n.IPv4, IPv6: n.IPv6}, agent.NewMemoryDatapath()); err != nil {
+			return nil, err
+		}
+	}
+	for _, ns := range sc.Cluster.Namespaces {
+		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range sc.Cluster.Pods {
+		if err := t.addPod(p); err != nil {
+			return nil, err
+		}
+	}
+	for _, obj := range sc.Policies {
+		if err := t.apply(obj); err != nil {
+			return nil, err
+		}
+	}
+	for _, st := range sc.Steps {
+		if st.Index > step {
+			break
+		}
+		if err := t.mutate(st); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (t *tracer) addPod(p scenario.Pod) error {
+	var ports []policy.NamedPort
+	for _, pt := range p.Ports {
+		if proto, ok := policy.ProtoNumber(string(pt.Protocol)); ok && pt.Name != "" {
+			ports = append(ports, policy.NamedPort{Name: pt.Name, Port: pt.Port, Proto: proto})
+		}
+	}
+	t.pods[p.Key()] = p
+	return t.agent.AddPod(agent.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, Labels: p.Labels,
+		IPv4: p.IPv4, IPv6: p.IPv6, Ports: ports})
+}
+
+func (t *tracer) apply(obj scenario.Object) error {
+	p, diags := load.Node(obj.File, obj.Node)
+	for _, d := range diags {
+		if d.Severity == load.Error {
+			return fmt.Errorf("trace: %s", d)
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	return t.agent.ApplyPolicy(p)
+}
+
+func (t *tracer) mutate(st scenario.Step) error {
+	for _, ns := range st.AddNamespaces {
+		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
+			return err
+		}
+	}
+	for _, key := range st.DeletePods {
+		if err := t.agent.DeletePod(key); err != nil {
+			return err
+		}
+		delete(t.pods, key)
+	}
+	for _, p := range st.AddPods {
+		if err := t.addPod(p); err != nil {
+			return err
+		}
+	}
+	for _, lc := range st.SetLabels {
+		var err error
+		if lc.Pod != "" {
+			err = t.agent.SetPodLabels(lc.Pod, lc.Labels)
+		} else {
+			err = t.agent.SetNamespace(lc.Namespace, lc.Labels)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, ref := range st.Delete {
+		if err := t.agent.DeletePolicy(policy.PolicyRef{Kind: load.Kind(ref.Kind), Namespace: ref.Namespace, Name: ref.Name}); err != nil {
+			return err
+		}
+	}
+	for _, obj := range st.Apply {
+		if err := t.apply(obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tracePeer is one end of the traced connection.
+type tracePeer struct {
+	name string
+	pod  *scenario.Pod
+	node string // the node whose datapath it meets ("" for externals)
+	addr netip.Addr
+}
+
+func (t *tracer) peer(s string, fam scenario.Family) (tracePeer, error) {
+	pick := func(v4, v6 netip.Addr) netip.Addr {
+		if fam == scenario.IPv6 {
+			return v6
+		}
+		return v4
+	}
+	if p, ok := t.pods[s]; ok {
+		return tracePeer{name: s, pod: &p, node: p.Node, addr: pick(p.IPv4, p.IPv6)}, nil
+	}
+	if name, ok := strings.CutPrefix(s, "node:"); ok {
+		for _, n := range t.sc.Cluster.Nodes {
+			if n.Name == name {
+				return tracePeer{name: s, node: name, addr: pick(n.IPv4, n.IPv6)}, nil
+			}
+		}
+		return tracePeer{}, fmt.Errorf("trace: no node %q", name)
+	}
+	if a, ok := strings.CutPrefix(s, "ip:"); ok {
+		addr, err := netip.ParseAddr(a)
+		if err != nil {
+			return tracePeer{}, fmt.Errorf("trace: %q: %w", s, err)
+		}
+		return tracePeer{name: s, addr: addr}, nil
+	}
+	for _, e := range t.sc.Cluster.Externals {
+		if e.Name == s {
+			return tracePeer{name: s, addr: pick(e.IPv4, e.IPv6)}, nil
+		}
+	}
+	return tracePeer{}, fmt.Errorf("trace: %q is no pod, external, node:<name> or ip:<addr> of the scenario", s)
+}
+
+// parsePortProto reads "80/TCP", "ICMP" or a named port of dst.
+func parsePortProto(s string, dst tracePeer, fam scenario.Family) (uint8, uint16, string, error) {
+	if strings.EqualFold(s, "ICMP") {
+		if fam == scenario.IPv6 {
+			return 58, 128, "ICMPv6 echo request", nil
+		}
+		return 1, 8, "ICMP echo request", nil
+	}
+	num, protoName, hasProto := strings.Cut(s, "/")
+	if !hasProto {
+		protoName = "TCP"
+	}
+	proto, ok := policy.ProtoNumber(protoName)
+	if !ok {
+		return 0, 0, "", fmt.Errorf("trace: unknown protocol %q", protoName)
+	}
+	if n, err := strconv.ParseUint(num, 10, 16); err == nil {
+		return proto, uint16(n), fmt.Sprintf("%d/%s", n, policy.ProtoName(proto)), nil
+	}
+	if dst.pod != nil {
+		for _, p := range dst.pod.Ports {
+			if p.Name == num && (!hasProto || strings.EqualFold(string(p.Protocol), protoName)) {
+				pn, _ := policy.ProtoNumber(string(p.Protocol))
+				return pn, p.Port, fmt.Sprintf("%d/%s (named port %s)", p.Port, p.Protocol, num), nil
+			}
+		}
+	}
+	return 0, 0, "", fmt.Errorf("trace: %q is no port number and no named port of %s", num, dst.name)
+}
+
+// trace explains the verdict and reports whether the connection is
+// allowed.
+func (t *tracer) trace(w io.Writer, from, to, port string, fam scenario.Family) (bool, error) {
+	src, err := t.peer(from, fam)
+	if err != nil {
+		return false, err
+	}
+	dst, err := t.peer(to, fam)
+	if err != nil {
+		return false, err
+	}
+	if !src.addr.IsValid() || !dst.addr.IsValid() {
+		return false, fmt.Errorf("trace: %s or %s has no %s address", src.name, dst.name, fam)
+	}
+	proto, portNum, portDesc, err := parsePortProto(port, dst, fam)
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "Tracing %s (%s) -> %s (%s) %s\n", src.name, src.addr, dst.name, dst.addr, portDesc)
+	for _, p := range []tracePeer{src, dst} {
+		if p.pod != nil {
+			id, err := t.agent.PodIdentity(p.name)
+			if err != nil {
+				return false, err
+			}
+			fmt.Fprintf(w, "  %s: identity %d on %s, labels %s\n", p.name, id.ID, p.node, id.Labels)
+		}
+	}
+	allowed := true
+	if src.pod != nil {
+		ok, err := t.explain(w, src, dst, maps.Egress, proto, portNum)
+		if err != nil {
+			return false, err
+		}
+		allowed = allowed && ok
+	} else {
+		fmt.Fprintf(w, "\nEgress: %s is not a pod; no egress policy applies\n", src.name)
+	}
+	if dst.pod != nil {
+		ok, err := t.explain(w, dst, src, maps.Ingress, proto, portNum)
+		if err != nil {
+			return false, err
+		}
+		allowed = allowed && ok
+	} else {
+		fmt.Fprintf(w, "\nIngress: %s is not a pod; no ingress policy applies\n", dst.name)
+	}
+	verdict := "ALLOWED"
+	if !allowed {
+		verdict = "DENIED"
+	}
+	fmt.Fprintf(w, "\nVerdict: %s\n", verdict)
+	return allowed, nil
+}
+
+// explain prints the decision of ep's policy in dir for traffic with peer.
+func (t *tracer) explain(w io.Writer, ep, peer tracePeer, dir maps.Direction, proto uint8, port uint16) (bool, error) {
+	pol, err := t.agent.EndpointPolicy(ep.name)
+	if err != nil {
+		return false, err
+	}
+	peerID, err := t.agent.IdentityOfAddr(ep.node, peer.addr)
+	if err != nil {
+		return false, err
+	}
+	name, dp := "Ingress", pol.Ingress
+	if dir == maps.Egress {
+		name, dp = "Egress", pol.Egress
+	}
+	fmt.Fprintf(w, "\n%s at %s (peer %s is identity %s)\n", name, ep.name, peer.name, describeIdentity(t.agent, peerID))
+	if !dp.Enforced {
+		fmt.Fprintf(w, "  no policy selects %s for %s: not enforced, allowed\n", ep.name, strings.ToLower(name))
+		return true, nil
+	}
+	fmt.Fprintf(w, "  selected by:\n")
+	for _, r := range dp.Selecting {
+		fmt.Fprintf(w, "    %s\n", r.Origin)
+	}
+	dec := pol.Lookup(dir, peerID, proto, port)
+	switch {
+	case !dec.Matched:
+		fmt.Fprintf(w, "  no rule allows identity %d to %d/%s: DENIED (%s, default deny)\n", peerID, port, policy.ProtoName(proto), dec.DropReason)
+	case dec.Allowed:
+		fmt.Fprintf(w, "  allowed by entry %s:\n", describeKey(dec.Key))
+		for _, o := range dec.Value.Origins {
+			fmt.Fprintf(w, "    %s\n", o)
+		}
+	default:
+		fmt.Fprintf(w, "  denied by entry %s (%s: deny rules win over allows):\n", describeKey(dec.Key), dec.DropReason)
+		for _, o := range dec.Value.Origins {
+			fmt.Fprintf(w, "    %s\n", o)
+		}
+	}
+	return dec.Allowed, nil
+}
+
+func describeIdentity(a *agent.Agent, n identity.NumericIdentity) string {
+	if id, ok := a.Identity(n); ok {
+		return fmt.Sprintf("%d (%s)", n, id.Labels)
+	}
+	return n.String()
+}
+
+func describeKey(k maps.PolicyKey) string {
+	who := "any identity"
+	if k.Identity != 0 {
+		who = "identity " + strconv.Itoa(int(k.Identity))
+	}
+	switch {
+	case k.Prefixlen <= maps.PolicyPrefixL3:
+		return who + ", any protocol"
+	case k.Prefixlen == maps.PolicyPrefixProto:
+		return fmt.Sprintf("%s, %s any port", who, policy.ProtoName(k.Protocol))
+	}
+	lo := maps.NetToHost16(k.DPortNet)
+	size := uint32(1) << (maps.PolicyPrefixFull - k.Prefixlen)
+	if size == 1 {
+		return fmt.Sprintf("%s, %d/%s", who, lo, policy.ProtoName(k.Protocol))
+	}
+	return fmt.Sprintf("%s, %d-%d/%s", who, lo, uint32(lo)+size-1, policy.ProtoName(k.Protocol))
+}

@@ -1,0 +1,287 @@
+// Package testrun is the default conformance target: the reference agent
+// programs real BPF programs and maps (one harness and one network
+// namespace per scenario node), and every probe is a packet exchange
+// crafted with gopacket and run through BPF_PROG_TEST_RUN: the client's
+// from_container, the server's to_container, and back for the replies.
+package testrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/cilium/cilium/api/v1/flow"
+	"github.com/vishvananda/netns"
+
+	"github.com/ciliaproject/cilia/agent"
+	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
+	"github.com/ciliaproject/cilia/agent/identity"
+	"github.com/ciliaproject/cilia/agent/policy"
+	"github.com/ciliaproject/cilia/agent/policy/load"
+	"github.com/ciliaproject/cilia/conformance/features"
+	"github.com/ciliaproject/cilia/conformance/scenario"
+	"github.com/ciliaproject/cilia/conformance/target"
+	"github.com/ciliaproject/cilia/datapath"
+	"github.com/ciliaproject/cilia/datapath/events"
+	dptestrun "github.com/ciliaproject/cilia/datapath/testrun"
+)
+
+// Name is the target's name.
+const Name = "testrun"
+
+func init() {
+	target.Register(Name, func(target.Options) (target.Target, error) { return New(), nil })
+}
+
+// Target is the testrun target.
+type Target struct {
+	agent     *agent.Agent
+	sc        *scenario.Scenario
+	nodes     map[string]*node
+	nodeOrder []string
+	pods      map[string]scenario.Pod
+	externals map[string]scenario.External
+	nextPort  uint16
+}
+
+// node is one scenario node: its netns and its datapath harness.
+type node struct {
+	spec    scenario.Node
+	nsName  string
+	harness *dptestrun.Harness
+	dp      *harnessDatapath
+}
+
+var runID atomic.Uint64
+
+// New returns an unconfigured target; Setup builds the cluster.
+func New() *Target {
+	return &Target{nodes: map[string]*node{}, pods: map[string]scenario.Pod{},
+		externals: map[string]scenario.External{}, nextPort: 32768}
+}
+
+// Name implements target.Target.
+func (t *Target) Name() string { return Name }
+
+// Features implements target.Target: the policy profile, and drop reasons
+// (every drop event carries its reason).
+func (t *Target) Features() features.Set {
+	fs, _ := features.ProfileFeatures("policy")
+	return features.NewSet(append(fs, features.DropReasons)...)
+}
+
+// Setup implements target.Target.
+func (t *Target) Setup(ctx context.Context, sc *scenario.Scenario) error {
+	t.sc = sc
+	t.agent = agent.New()
+	for _, n := range sc.Cluster.Nodes {
+		nd, err := newNode(n)
+		if err != nil {
+			return err
+		}
+		t.nodes[n.Name] = nd
+		t.nodeOrder = append(t.nodeOrder, n.Name)
+		if err := t.agent.AddNode(agent.Node{Name: n.Name, IPv4: n.IPv4, IPv6: n.IPv6}, nd.dp); err != nil {
+			return err
+		}
+	}
+	for _, e := range sc.Cluster.Externals {
+		t.externals[e.Name] = e
+	}
+	for _, ns := range sc.Cluster.Namespaces {
+		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
+			return err
+		}
+	}
+	for _, p := range sc.Cluster.Pods {
+		if err := t.addPod(p); err != nil {
+			return err
+		}
+	}
+	for _, obj := range sc.Policies {
+		if err := t.applyPolicy(obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newNode creates a node's netns and its harness.
+func newNode(n scenario.Node) (*node, error) {
+	name := fmt.Sprintf("cilia-tr-%d-%d-%s", os.Getpid(), runID.Add(1), n.Name)
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	if err := createNamedNetns(name); err != nil {
+		return nil, fmt.Errorf("create node %s: %w", n.Name, err)
+	}
+	h, err := dptestrun.New(dptestrun.Options{Settings: datapath.Settings{TraceLevel: 0}})
+	if err != nil {
+		netns.DeleteNamed(name)
+		return nil, fmt.Errorf("create node %s: %w", n.Name, err)
+	}
+	return &node{spec: n, nsName: name, harness: h, dp: &harnessDatapath{h: h}}, nil
+}
+
+// createNamedNetns creates a named network namespace for a node without
+// moving the calling goroutine's thread into it.
+func createNamedNetns(name string) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("get current netns: %w", err)
+	}
+	defer orig.Close()
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		return fmt.Errorf("create netns %s: %w", name, err)
+	}
+	ns.Close()
+	if err := netns.Set(orig); err != nil {
+		return fmt.Errorf("restore netns: %w", err)
+	}
+	return nil
+}
+
+func (t *Target) addPod(p scenario.Pod) error {
+	var ports []policy.NamedPort
+	for _, pt := range p.Ports {
+		if pt.Name == "" {
+			continue
+		}
+		proto, ok := policy.ProtoNumber(string(pt.Protocol))
+		if !ok {
+			proto = 6
+		}
+		ports = append(ports, policy.NamedPort{Name: pt.Name, Port: pt.Port, Proto: proto})
+	}
+	t.pods[p.Key()] = p
+	return t.agent.AddPod(agent.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, Labels: p.Labels,
+		IPv4: p.IPv4, IPv6: p.IPv6, Ports: ports})
+}
+
+// applyPolicy parses a scenario policy object and applies it.
+func (t *Target) applyPolicy(obj scenario.Object) error {
+	p, diags := load.Node(obj.File, obj.Node)
+	for _, d := range diags {
+		if d.Severity == load.Error {
+			return fmt.Errorf("apply policy %s %s/%s: %s", obj.Kind, obj.Namespace, obj.Name, d)
+		}
+	}
+	if p == nil {
+		return fmt.Errorf("apply policy %s %s/%s: not a policy object", obj.Kind, obj.Namespace, obj.Name)
+	}
+	return t.agent.ApplyPolicy(p)
+}
+
+// Step implements target.Target. Mutations apply in the scenario
+// format's order: namespaces, deleted pods, added pods, labels, deleted
+// policies, applied policies.
+func (t *Target) Step(ctx context.Context, st scenario.Step) error {
+	for _, ns := range st.AddNamespaces {
+		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
+			return err
+		}
+	}
+	for _, key := range st.DeletePods {
+		if err := t.agent.DeletePod(key); err != nil {
+			return err
+		}
+		delete(t.pods, key)
+	}
+	for _, p := range st.AddPods {
+		if err := t.addPod(p); err != nil {
+			return err
+		}
+	}
+	for _, lc := range st.SetLabels {
+		if lc.Pod != "" {
+			if err := t.agent.SetPodLabels(lc.Pod, lc.Labels); err != nil {
+				return err
+			}
+			p := t.pods[lc.Pod]
+			p.Labels = lc.Labels
+			t.pods[lc.Pod] = p
+			continue
+		}
+		if err := t.agent.SetNamespace(lc.Namespace, lc.Labels); err != nil {
+			return err
+		}
+	}
+	for _, ref := range st.Delete {
+		if err := t.agent.DeletePolicy(policy.PolicyRef{Kind: load.Kind(ref.Kind), Namespace: ref.Namespace, Name: ref.Name}); err != nil {
+			return err
+		}
+	}
+	for _, obj := range st.Apply {
+		if err := t.applyPolicy(obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close implements target.Target.
+func (t *Target) Close() error {
+	var errs []error
+	for _, name := range t.nodeOrder {
+		n := t.nodes[name]
+		if err := n.harness.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := netns.DeleteNamed(n.nsName); err != nil {
+			errs = append(errs, fmt.Errorf("delete netns %s: %w", n.nsName, err))
+		}
+	}
+	t.nodes, t.nodeOrder = map[string]*node{}, nil
+	return errors.Join(errs...)
+}
+
+// harnessDatapath adapts a harness to agent.Datapath.
+type harnessDatapath struct {
+	h *dptestrun.Harness
+}
+
+func (d *harnessDatapath) UpsertIPCache(p netip.Prefix, id identity.NumericIdentity) error {
+	return d.h.SetIdentity(p, uint32(id))
+}
+
+func (d *harnessDatapath) DeleteIPCache(p netip.Prefix) error { return d.h.DeleteIdentity(p) }
+
+func (d *harnessDatapath) AddEndpoint(spec agent.EndpointSpec) (agent.EndpointDatapath, error) {
+	ep, err := d.h.AddEndpoint(dptestrun.EndpointSpec{ID: spec.ID, Identity: uint32(spec.Identity), IPv4: spec.IPv4, IPv6: spec.IPv6})
+	if err != nil {
+		return nil, err
+	}
+	return &harnessEndpoint{Endpoint: ep, h: d.h}, nil
+}
+
+// harnessEndpoint adapts a harness endpoint to agent.EndpointDatapath.
+type harnessEndpoint struct {
+	*dptestrun.Endpoint
+	h *dptestrun.Harness
+}
+
+func (e *harnessEndpoint) Close() error { return e.h.RemoveEndpoint(e.Endpoint) }
+
+// flowsOf converts events to flows, naming the scenario's pods.
+func (t *Target) flowsOf(evs []events.Event) []*flow.Flow {
+	names := func(a netip.Addr) (string, string, bool) {
+		for _, p := range t.pods {
+			if p.IPv4 == a || p.IPv6 == a {
+				return p.Namespace, p.Name, true
+			}
+		}
+		return "", "", false
+	}
+	out := make([]*flow.Flow, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, ciliaflow.FromEvent(e, names))
+	}
+	return out
+}
