@@ -81,10 +81,10 @@ conformance: ## Run the scenarios against TARGET=testrun [FOCUS=regexp FEATURES=
 		$(GINKGOFLAGS)
 
 .PHONY: bench
-bench: ## Print the datapath benchmark table (ns/packet per program path), then the Go benchmarks (as root)
+bench: ## Print the datapath benchmark table (ns/packet per program path), then the Go benchmarks of the datapath and the policy engine (as root)
 	bash hack/install-deps.sh --test-only
 	$(GO) run ./cmd/cilia bench datapath
-	$(GO) test -run '^$$' -bench . $(TESTFLAGS) ./datapath/...
+	$(GO) test -run '^$$' -bench . $(TESTFLAGS) ./datapath/... ./agent/...
 
 .PHONY: lint
 lint: ## Check formatting (gofmt -l must print nothing) and run go vet

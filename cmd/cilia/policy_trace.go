@@ -46,14 +46,8 @@ named port of the destination pod (http).`,
 			if err != nil {
 				return err
 			}
-			allowed, err := tr.trace(cmd.OutOrStdout(), from, to, port, scenario.Family(family))
-			if err != nil {
-				return err
-			}
-			if !allowed {
-				cmd.SilenceUsage = true
-			}
-			return nil
+			_, err = tr.trace(cmd.OutOrStdout(), from, to, port, scenario.Family(family))
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&scenarioPath, "scenario", "", "scenario file (required)")
