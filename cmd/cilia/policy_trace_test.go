@@ -83,4 +83,3 @@ func TestPolicyTraceErrors(t *testing.T) {
 		}
 	}
 }
-
