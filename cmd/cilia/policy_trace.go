@@ -12,8 +12,8 @@ import (
 	"github.com/ciliaproject/cilia/agent"
 	"github.com/ciliaproject/cilia/agent/identity"
 	"github.com/ciliaproject/cilia/agent/policy"
-	"github.com/ciliaproject/cilia/agent/policy/load"
 	"github.com/ciliaproject/cilia/conformance/scenario"
+	"github.com/ciliaproject/cilia/conformance/scenarioagent"
 	"github.com/ciliaproject/cilia/datapath/maps"
 )
 
@@ -74,101 +74,30 @@ func newTracer(sc *scenario.Scenario, step int) (*tracer, error) {
 		return nil, fmt.Errorf("trace: step %d out of range (the scenario has steps 0-%d)", step, len(sc.Steps)-1)
 	}
 	t := &tracer{sc: sc, agent: agent.New(), pods: map[string]scenario.Pod{}}
-	for _, n := range sc.Cluster.Nodes {
-		if err := t.agent.AddNode(agent.Node{Name: n.Name, IPv4: n.IPv4, IPv6: n.IPv6}, agent.NewMemoryDatapath()); err != nil {
-			return nil, err
-		}
-	}
-	for _, ns := range sc.Cluster.Namespaces {
-		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
-			return nil, err
-		}
+	err := scenarioagent.Setup(t.agent, sc, func(scenario.Node) (agent.Datapath, error) {
+		return agent.NewMemoryDatapath(), nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, p := range sc.Cluster.Pods {
-		if err := t.addPod(p); err != nil {
-			return nil, err
-		}
-	}
-	for _, obj := range sc.Policies {
-		if err := t.apply(obj); err != nil {
-			return nil, err
-		}
+		t.pods[p.Key()] = p
 	}
 	for _, st := range sc.Steps {
 		if st.Index > step {
 			break
 		}
-		if err := t.mutate(st); err != nil {
+		if err := scenarioagent.Step(t.agent, st); err != nil {
 			return nil, err
+		}
+		for _, key := range st.DeletePods {
+			delete(t.pods, key)
+		}
+		for _, p := range st.AddPods {
+			t.pods[p.Key()] = p
 		}
 	}
 	return t, nil
-}
-
-func (t *tracer) addPod(p scenario.Pod) error {
-	var ports []policy.NamedPort
-	for _, pt := range p.Ports {
-		if proto, ok := policy.ProtoNumber(string(pt.Protocol)); ok && pt.Name != "" {
-			ports = append(ports, policy.NamedPort{Name: pt.Name, Port: pt.Port, Proto: proto})
-		}
-	}
-	t.pods[p.Key()] = p
-	return t.agent.AddPod(agent.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, Labels: p.Labels,
-		IPv4: p.IPv4, IPv6: p.IPv6, Ports: ports})
-}
-
-func (t *tracer) apply(obj scenario.Object) error {
-	p, diags := load.Node(obj.File, obj.Node)
-	for _, d := range diags {
-		if d.Severity == load.Error {
-			return fmt.Errorf("trace: %s", d)
-		}
-	}
-	if p == nil {
-		return nil
-	}
-	return t.agent.ApplyPolicy(p)
-}
-
-func (t *tracer) mutate(st scenario.Step) error {
-	for _, ns := range st.AddNamespaces {
-		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
-			return err
-		}
-	}
-	for _, key := range st.DeletePods {
-		if err := t.agent.DeletePod(key); err != nil {
-			return err
-		}
-		delete(t.pods, key)
-	}
-	for _, p := range st.AddPods {
-		if err := t.addPod(p); err != nil {
-			return err
-		}
-	}
-	for _, lc := range st.SetLabels {
-		var err error
-		if lc.Pod != "" {
-			err = t.agent.SetPodLabels(lc.Pod, lc.Labels)
-		} else {
-			err = t.agent.SetNamespace(lc.Namespace, lc.Labels)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	for _, ref := range st.Delete {
-		if err := t.agent.DeletePolicy(policy.PolicyRef{Kind: load.Kind(ref.Kind), Namespace: ref.Namespace, Name: ref.Name}); err != nil {
-			return err
-		}
-	}
-	for _, obj := range st.Apply {
-		if err := t.apply(obj); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // tracePeer is one end of the traced connection.

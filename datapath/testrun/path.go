@@ -112,18 +112,25 @@ func (h *Harness) deliverTo(p Path, to *Endpoint, pkt []byte) (Path, error) {
 	return p, nil
 }
 
-// dstAddr returns the destination IP of an Ethernet frame.
-func dstAddr(frame []byte) netip.Addr {
+// FrameAddrs returns the source and destination IP of an Ethernet frame
+// (zero values when it is no IPv4 or IPv6 frame, or too short).
+func FrameAddrs(frame []byte) (src, dst netip.Addr) {
 	if len(frame) < 14 {
-		return netip.Addr{}
+		return
 	}
 	switch {
 	case frame[12] == 0x08 && frame[13] == 0x00 && len(frame) >= 34:
-		return netip.AddrFrom4([4]byte(frame[30:34]))
+		return netip.AddrFrom4([4]byte(frame[26:30])), netip.AddrFrom4([4]byte(frame[30:34]))
 	case frame[12] == 0x86 && frame[13] == 0xdd && len(frame) >= 54:
-		return netip.AddrFrom16([16]byte(frame[38:54]))
+		return netip.AddrFrom16([16]byte(frame[22:38])), netip.AddrFrom16([16]byte(frame[38:54]))
 	}
-	return netip.Addr{}
+	return
+}
+
+// dstAddr returns the destination IP of an Ethernet frame.
+func dstAddr(frame []byte) netip.Addr {
+	_, dst := FrameAddrs(frame)
+	return dst
 }
 
 // Peer is one side of a connection: an endpoint of the harness, or a host

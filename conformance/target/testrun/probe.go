@@ -70,7 +70,7 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 			return obs, fmt.Errorf("probe %s: %s: %w", p.ID, s.name, err)
 		}
 		if i == 0 && delivered {
-			obs.SourceSeen = srcAddr(out)
+			obs.SourceSeen, _ = dptestrun.FrameAddrs(out)
 		}
 		if !delivered {
 			obs.Verdict = target.Denied
@@ -203,18 +203,4 @@ func craft(proto uint8, client, server netip.Addr, cport, sport uint16, s exchan
 	default:
 		return dptestrun.ICMPEcho(src.Addr(), dst.Addr(), cport, 1, !s.fromClient)
 	}
-}
-
-// srcAddr returns the source address of an Ethernet frame.
-func srcAddr(frame []byte) netip.Addr {
-	if len(frame) < 14 {
-		return netip.Addr{}
-	}
-	switch {
-	case frame[12] == 0x08 && frame[13] == 0x00 && len(frame) >= 34:
-		return netip.AddrFrom4([4]byte(frame[26:30]))
-	case frame[12] == 0x86 && frame[13] == 0xdd && len(frame) >= 54:
-		return netip.AddrFrom16([16]byte(frame[22:38]))
-	}
-	return netip.Addr{}
 }

@@ -20,10 +20,9 @@ import (
 	"github.com/ciliaproject/cilia/agent"
 	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
 	"github.com/ciliaproject/cilia/agent/identity"
-	"github.com/ciliaproject/cilia/agent/policy"
-	"github.com/ciliaproject/cilia/agent/policy/load"
 	"github.com/ciliaproject/cilia/conformance/features"
 	"github.com/ciliaproject/cilia/conformance/scenario"
+	"github.com/ciliaproject/cilia/conformance/scenarioagent"
 	"github.com/ciliaproject/cilia/conformance/target"
 	"github.com/ciliaproject/cilia/datapath"
 	"github.com/ciliaproject/cilia/datapath/events"
@@ -78,36 +77,21 @@ func (t *Target) Features() features.Set {
 func (t *Target) Setup(ctx context.Context, sc *scenario.Scenario) error {
 	t.sc = sc
 	t.agent = agent.New()
-	for _, n := range sc.Cluster.Nodes {
-		nd, err := newNode(n)
-		if err != nil {
-			return err
-		}
-		t.nodes[n.Name] = nd
-		t.nodeOrder = append(t.nodeOrder, n.Name)
-		if err := t.agent.AddNode(agent.Node{Name: n.Name, IPv4: n.IPv4, IPv6: n.IPv6}, nd.dp); err != nil {
-			return err
-		}
-	}
 	for _, e := range sc.Cluster.Externals {
 		t.externals[e.Name] = e
 	}
-	for _, ns := range sc.Cluster.Namespaces {
-		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
-			return err
-		}
-	}
 	for _, p := range sc.Cluster.Pods {
-		if err := t.addPod(p); err != nil {
-			return err
-		}
+		t.pods[p.Key()] = p
 	}
-	for _, obj := range sc.Policies {
-		if err := t.applyPolicy(obj); err != nil {
-			return err
+	return scenarioagent.Setup(t.agent, sc, func(n scenario.Node) (agent.Datapath, error) {
+		nd, err := newNode(n)
+		if err != nil {
+			return nil, err
 		}
-	}
-	return nil
+		t.nodes[n.Name] = nd
+		t.nodeOrder = append(t.nodeOrder, n.Name)
+		return nd.dp, nil
+	})
 }
 
 // newNode creates a node's netns and its harness.
@@ -148,82 +132,21 @@ func createNamedNetns(name string) error {
 	return nil
 }
 
-func (t *Target) addPod(p scenario.Pod) error {
-	var ports []policy.NamedPort
-	for _, pt := range p.Ports {
-		if pt.Name == "" {
-			continue
-		}
-		proto, ok := policy.ProtoNumber(string(pt.Protocol))
-		if !ok {
-			proto = 6
-		}
-		ports = append(ports, policy.NamedPort{Name: pt.Name, Port: pt.Port, Proto: proto})
-	}
-	t.pods[p.Key()] = p
-	return t.agent.AddPod(agent.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, Labels: p.Labels,
-		IPv4: p.IPv4, IPv6: p.IPv6, Ports: ports})
-}
-
-// applyPolicy parses a scenario policy object and applies it.
-func (t *Target) applyPolicy(obj scenario.Object) error {
-	p, diags := load.Node(obj.File, obj.Node)
-	for _, d := range diags {
-		if d.Severity == load.Error {
-			return fmt.Errorf("apply policy %s %s/%s: %s", obj.Kind, obj.Namespace, obj.Name, d)
-		}
-	}
-	if p == nil {
-		return fmt.Errorf("apply policy %s %s/%s: not a policy object", obj.Kind, obj.Namespace, obj.Name)
-	}
-	return t.agent.ApplyPolicy(p)
-}
-
-// Step implements target.Target. Mutations apply in the scenario
-// format's order: namespaces, deleted pods, added pods, labels, deleted
-// policies, applied policies.
+// Step implements target.Target.
 func (t *Target) Step(ctx context.Context, st scenario.Step) error {
-	for _, ns := range st.AddNamespaces {
-		if err := t.agent.SetNamespace(ns.Name, ns.Labels); err != nil {
-			return err
-		}
-	}
 	for _, key := range st.DeletePods {
-		if err := t.agent.DeletePod(key); err != nil {
-			return err
-		}
 		delete(t.pods, key)
 	}
 	for _, p := range st.AddPods {
-		if err := t.addPod(p); err != nil {
-			return err
-		}
+		t.pods[p.Key()] = p
 	}
 	for _, lc := range st.SetLabels {
-		if lc.Pod != "" {
-			if err := t.agent.SetPodLabels(lc.Pod, lc.Labels); err != nil {
-				return err
-			}
-			p := t.pods[lc.Pod]
+		if p, ok := t.pods[lc.Pod]; ok {
 			p.Labels = lc.Labels
 			t.pods[lc.Pod] = p
-			continue
-		}
-		if err := t.agent.SetNamespace(lc.Namespace, lc.Labels); err != nil {
-			return err
 		}
 	}
-	for _, ref := range st.Delete {
-		if err := t.agent.DeletePolicy(policy.PolicyRef{Kind: load.Kind(ref.Kind), Namespace: ref.Namespace, Name: ref.Name}); err != nil {
-			return err
-		}
-	}
-	for _, obj := range st.Apply {
-		if err := t.applyPolicy(obj); err != nil {
-			return err
-		}
-	}
-	return nil
+	return scenarioagent.Step(t.agent, st)
 }
 
 // Close implements target.Target.

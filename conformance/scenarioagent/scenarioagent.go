@@ -1,0 +1,123 @@
+// Package scenarioagent drives the reference agent from a scenario: it
+// builds the scenario's cluster in an agent.Agent (nodes, namespaces,
+// pods, policies) and applies each step's mutations, in the order the
+// scenario format defines. Targets built on the reference agent (testrun)
+// and `cilia policy trace` share it.
+package scenarioagent
+
+import (
+	"fmt"
+
+	"github.com/ciliaproject/cilia/agent"
+	"github.com/ciliaproject/cilia/agent/policy"
+	"github.com/ciliaproject/cilia/agent/policy/load"
+	"github.com/ciliaproject/cilia/conformance/scenario"
+)
+
+// DatapathFor returns the datapath of a scenario node.
+type DatapathFor func(n scenario.Node) (agent.Datapath, error)
+
+// Setup builds sc's initial cluster in a: every node (with the datapath dp
+// gives it), namespace, pod and policy.
+func Setup(a *agent.Agent, sc *scenario.Scenario, dp DatapathFor) error {
+	for _, n := range sc.Cluster.Nodes {
+		d, err := dp(n)
+		if err != nil {
+			return err
+		}
+		if err := a.AddNode(agent.Node{Name: n.Name, IPv4: n.IPv4, IPv6: n.IPv6}, d); err != nil {
+			return err
+		}
+	}
+	for _, ns := range sc.Cluster.Namespaces {
+		if err := a.SetNamespace(ns.Name, ns.Labels); err != nil {
+			return err
+		}
+	}
+	for _, p := range sc.Cluster.Pods {
+		if err := AddPod(a, p); err != nil {
+			return err
+		}
+	}
+	for _, obj := range sc.Policies {
+		if err := ApplyPolicy(a, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Step applies a step's mutations in the scenario format's order:
+// namespaces, deleted pods, added pods, labels, deleted policies, applied
+// policies.
+func Step(a *agent.Agent, st scenario.Step) error {
+	for _, ns := range st.AddNamespaces {
+		if err := a.SetNamespace(ns.Name, ns.Labels); err != nil {
+			return err
+		}
+	}
+	for _, key := range st.DeletePods {
+		if err := a.DeletePod(key); err != nil {
+			return err
+		}
+	}
+	for _, p := range st.AddPods {
+		if err := AddPod(a, p); err != nil {
+			return err
+		}
+	}
+	for _, lc := range st.SetLabels {
+		var err error
+		if lc.Pod != "" {
+			err = a.SetPodLabels(lc.Pod, lc.Labels)
+		} else {
+			err = a.SetNamespace(lc.Namespace, lc.Labels)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, ref := range st.Delete {
+		if err := a.DeletePolicy(policy.PolicyRef{Kind: load.Kind(ref.Kind), Namespace: ref.Namespace, Name: ref.Name}); err != nil {
+			return err
+		}
+	}
+	for _, obj := range st.Apply {
+		if err := ApplyPolicy(a, obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddPod adds a scenario pod, with its named ports.
+func AddPod(a *agent.Agent, p scenario.Pod) error {
+	var ports []policy.NamedPort
+	for _, pt := range p.Ports {
+		if pt.Name == "" {
+			continue
+		}
+		proto, ok := policy.ProtoNumber(string(pt.Protocol))
+		if !ok {
+			return fmt.Errorf("add pod %s: port %s: unknown protocol %q", p.Key(), pt.Name, pt.Protocol)
+		}
+		ports = append(ports, policy.NamedPort{Name: pt.Name, Port: pt.Port, Proto: proto})
+	}
+	return a.AddPod(agent.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, Labels: p.Labels,
+		IPv4: p.IPv4, IPv6: p.IPv6, Ports: ports})
+}
+
+// ApplyPolicy parses a scenario policy object (errors carry the scenario
+// file's line and the field path) and applies it.
+func ApplyPolicy(a *agent.Agent, obj scenario.Object) error {
+	p, diags := load.Node(obj.File, obj.Node)
+	for _, d := range diags {
+		if d.Severity == load.Error {
+			return fmt.Errorf("apply policy %s %s/%s: %s", obj.Kind, obj.Namespace, obj.Name, d)
+		}
+	}
+	if p == nil {
+		return fmt.Errorf("apply policy %s %s/%s: not a policy object", obj.Kind, obj.Namespace, obj.Name)
+	}
+	return a.ApplyPolicy(p)
+}
