@@ -31,14 +31,14 @@ func moduleRoot(t *testing.T) string {
 }
 
 // corpusDir is the folder of Cilium's example policies: $CILIA_CORPUS,
-// or shared/corpus/cilium-examples next to the repository. The test
-// fails when it is missing: the corpus is part of what this package
-// must read.
+// or the copy in fixtures/cilium-examples (verbatim, with its SOURCE.md).
+// The test fails when it is missing: the corpus is part of what this
+// package must read.
 func corpusDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("CILIA_CORPUS")
 	if dir == "" {
-		dir = filepath.Join(moduleRoot(t), "..", "shared", "corpus", "cilium-examples")
+		dir = filepath.Join(moduleRoot(t), "fixtures", "cilium-examples")
 	}
 	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
 		t.Fatalf("corpus of Cilium example policies not found at %s (set CILIA_CORPUS): %v", dir, err)
