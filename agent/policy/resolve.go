@@ -65,9 +65,11 @@ type DirPolicy struct {
 	raw       map[identity.NumericIdentity]map[maps.PolicyKey]*rawEntry
 }
 
+// rawEntry is one key's contributions: the allow and the deny terms that
+// wrote it.
 type rawEntry struct {
-	deny    bool
-	origins []*Origin
+	allows []*Origin
+	denies []*Origin
 }
 
 // MapValue is an effective policy map entry and the rules behind it.
@@ -235,8 +237,11 @@ func (p *EndpointPolicy) addPorts(d *DirPolicy, t *PeerRule, n identity.NumericI
 				e = &rawEntry{}
 				byKey[k] = e
 			}
-			e.deny = e.deny || t.Deny
-			e.origins = append(e.origins, t.Origin)
+			if t.Deny {
+				e.denies = append(e.denies, t.Origin)
+			} else {
+				e.allows = append(e.allows, t.Origin)
+			}
 		}
 	}
 }
@@ -248,11 +253,8 @@ func (p *EndpointPolicy) IdentitiesAdded(ids []identity.NumericIdentity) []ident
 	changed := map[identity.NumericIdentity]struct{}{}
 	for _, d := range []*DirPolicy{p.Ingress, p.Egress} {
 		for _, t := range d.allTerms() {
-			if t.Peers == nil {
-				continue
-			}
 			for _, n := range ids {
-				if p.termSelects(t, n) {
+				if p.termSelects(t, n) || p.namedPortsFor(d, t, n) {
 					changed[n] = struct{}{}
 				}
 			}
@@ -260,17 +262,45 @@ func (p *EndpointPolicy) IdentitiesAdded(ids []identity.NumericIdentity) []ident
 	}
 	for n := range changed {
 		for _, d := range []*DirPolicy{p.Ingress, p.Egress} {
-			delete(d.raw, n)
-			for _, t := range d.allTerms() {
-				if t.Peers != nil && p.termSelects(t, n) {
-					p.addTerm(d, t, n)
-				}
-			}
+			p.rebuildIdentity(d, n)
 		}
 	}
 	return sortedIDs(changed)
 }
 
+// rebuildIdentity recomputes the entries of identity n (not 0): every term
+// whose selectors select it, and the named ports n's pods serve for egress
+// terms to any peer (those resolve per destination identity).
+func (p *EndpointPolicy) rebuildIdentity(d *DirPolicy, n identity.NumericIdentity) {
+	delete(d.raw, n)
+	for _, t := range d.allTerms() {
+		if p.termSelects(t, n) {
+			p.addTerm(d, t, n)
+		} else if p.namedPortsFor(d, t, n) {
+			p.addPorts(d, t, n, namedPorts(t, p.peerPorts.PortsOf(n)))
+		}
+	}
+}
+
+// namedPortsFor reports whether egress term t reaches any peer (so its
+// named ports resolve on every pod identity, n included).
+func (p *EndpointPolicy) namedPortsFor(d *DirPolicy, t *PeerRule, n identity.NumericIdentity) bool {
+	if d.Dir != maps.Egress || n == 0 || p.peerPorts == nil || !hasNamedPorts(t) {
+		return false
+	}
+	if t.Peers == nil {
+		return true
+	}
+	for _, s := range t.Peers {
+		if s.Wildcard {
+			return true
+		}
+	}
+	return false
+}
+
+// termSelects reports whether one of t's (non-wildcard) selectors selects
+// identity n.
 func (p *EndpointPolicy) termSelects(t *PeerRule, n identity.NumericIdentity) bool {
 	for _, s := range t.Peers {
 		if s.Wildcard {
@@ -337,22 +367,25 @@ func (d *DirPolicy) effective(n identity.NumericIdentity, out map[maps.PolicyKey
 	byKey := d.raw[n]
 	var denies []maps.PolicyKey
 	for k, e := range byKey {
-		if e.deny {
+		if len(e.denies) > 0 {
 			denies = append(denies, k)
 		}
 	}
 	for k, e := range byKey {
-		if !e.deny && coveredByAny(k, denies) {
+		deny := len(e.denies) > 0
+		if !deny && coveredByAny(k, denies) {
 			continue
 		}
 		v := maps.PolicyEntry{Prefixlen: uint8(k.Prefixlen)}
-		if e.deny {
-			v.Flags = maps.PolicyFlagDeny
+		origins := e.allows
+		if deny {
+			// A deny decides the key: its rules are the ones to report.
+			v.Flags, origins = maps.PolicyFlagDeny, e.denies
 		}
-		if len(e.origins) > 0 {
-			v.RuleID = e.origins[0].RuleID
+		if len(origins) > 0 {
+			v.RuleID = origins[0].RuleID
 		}
-		out[k] = MapValue{Entry: v, Origins: e.origins}
+		out[k] = MapValue{Entry: v, Origins: origins}
 	}
 }
 

@@ -92,7 +92,9 @@ func (t *translator) ciliumRule(r *ciliumapi.Rule, path string) error {
 	}
 	for i, eg := range r.Egress {
 		p := fmt.Sprintf("%s.egress[%d]", path, i)
-		pr, err := t.ciliumTerm(p, false, egressPeers(eg.EgressCommonRule), portRules(eg.ToPorts), eg.ICMPs)
+		pf := egressPeers(eg.EgressCommonRule)
+		pf.other = pf.other || len(eg.ToFQDNs) > 0
+		pr, err := t.ciliumTerm(p, false, pf, portRules(eg.ToPorts), eg.ICMPs)
 		if err != nil {
 			return err
 		}
