@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ciliaproject/cilia/internal/editdistance"
 )
 
 // decoder walks a scenario's YAML nodes and collects problems instead of
@@ -434,7 +436,7 @@ func contains[T comparable](list []T, s T) bool {
 func suggest(s string, candidates []string, what string) string {
 	best, bestD := "", 1<<30
 	for _, c := range candidates {
-		if dist := levenshtein(strings.ToLower(s), strings.ToLower(c)); dist < bestD {
+		if dist := editdistance.Levenshtein(strings.ToLower(s), strings.ToLower(c)); dist < bestD {
 			best, bestD = c, dist
 		}
 	}
@@ -462,25 +464,4 @@ func maxTypo(s string) int {
 		return 2
 	}
 	return 3
-}
-
-// levenshtein is the edit distance between a and b.
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

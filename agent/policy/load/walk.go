@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ciliaproject/cilia/internal/editdistance"
 )
 
 // walker checks a YAML object against a schema the way the API server
@@ -414,7 +416,7 @@ func suggestField(key string, s *schema, path string, kind Kind) string {
 		}
 	}
 	for _, n := range names {
-		if len(key) > 3 && (editDistance(strings.ToLower(n), strings.ToLower(key)) <= 2 || strings.HasPrefix(n, key)) {
+		if len(key) > 3 && (editdistance.Levenshtein(strings.ToLower(n), strings.ToLower(key)) <= 2 || strings.HasPrefix(n, key)) {
 			return fmt.Sprintf("(did you mean %q?)", n)
 		}
 	}
@@ -428,27 +430,6 @@ func suggestField(key string, s *schema, path string, kind Kind) string {
 var ruleFields = map[string]bool{
 	"description": true, "endpointSelector": true, "nodeSelector": true, "ingress": true, "ingressDeny": true,
 	"egress": true, "egressDeny": true, "labels": true, "enableDefaultDeny": true, "log": true,
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // reportNulls warns about list and map fields written without a value
