@@ -46,6 +46,8 @@ type Repository struct {
 	nextID   uint32
 	// hostSelector selects the host identity (allow-localhost).
 	hostSelector *Selector
+	// ordered caches Rules(); nil after a change.
+	ordered []*Rule
 }
 
 // NewRepository returns an empty repository over cache.
@@ -74,6 +76,7 @@ func (r *Repository) Upsert(p *load.Policy) (old, added []*Rule, err error) {
 		r.release(prev.rules)
 	}
 	r.policies[ref] = &storedPolicy{src: p, rules: rules}
+	r.ordered = nil
 	return old, rules, nil
 }
 
@@ -87,6 +90,7 @@ func (r *Repository) Delete(ref PolicyRef) ([]*Rule, bool) {
 	}
 	delete(r.policies, ref)
 	r.release(prev.rules)
+	r.ordered = nil
 	return prev.rules, true
 }
 
@@ -122,20 +126,40 @@ func (r *Repository) release(rules []*Rule) {
 	}
 }
 
-// Rules returns every rule, ordered by policy reference and position.
+// Rules returns every rule, ordered by policy reference (kind,
+// namespace, name) and position. The slice is shared until the next
+// change: callers must not modify it.
 func (r *Repository) Rules() []*Rule {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
+	if r.ordered != nil {
+		defer r.mu.RUnlock()
+		return r.ordered
+	}
+	r.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	refs := make([]PolicyRef, 0, len(r.policies))
 	for ref := range r.policies {
 		refs = append(refs, ref)
 	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i].String() < refs[j].String() })
-	var out []*Rule
+	sort.Slice(refs, func(i, j int) bool { return refs[i].less(refs[j]) })
+	out := []*Rule{}
 	for _, ref := range refs {
 		out = append(out, r.policies[ref].rules...)
 	}
+	r.ordered = out
 	return out
+}
+
+// less orders references by kind, namespace and name.
+func (r PolicyRef) less(o PolicyRef) bool {
+	if r.Kind != o.Kind {
+		return r.Kind < o.Kind
+	}
+	if r.Namespace != o.Namespace {
+		return r.Namespace < o.Namespace
+	}
+	return r.Name < o.Name
 }
 
 // Policies returns the stored policies, ordered by reference.
