@@ -110,9 +110,6 @@ type Agent struct {
 	nodes      map[string]*nodeState
 	nodeOrder  []string
 	cidrs      map[netip.Prefix]*identity.Identity
-	// Writes counts datapath map writes (puts and deletes), for tests of
-	// incrementality.
-	Writes int
 }
 
 // New returns an agent with no nodes.
@@ -410,7 +407,6 @@ func (a *Agent) syncEntries(ep *endpointState, desired map[maps.PolicyKey]policy
 				if err := ep.dp.DeletePolicy(k); err != nil {
 					return fmt.Errorf("sync policy of %s: %w", ep.pod, err)
 				}
-				a.Writes++
 				changed = true
 			}
 		}
@@ -421,7 +417,6 @@ func (a *Agent) syncEntries(ep *endpointState, desired map[maps.PolicyKey]policy
 			if err := ep.dp.PutPolicy(k, v); err != nil {
 				return fmt.Errorf("sync policy of %s: %w", ep.pod, err)
 			}
-			a.Writes++
 			changed = true
 		}
 		if len(want) == 0 {
@@ -589,7 +584,6 @@ func (a *Agent) syncIPCacheAll() error {
 				return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
 			}
 			ns.ipcache[p] = id
-			a.Writes++
 		}
 		for p := range ns.ipcache {
 			if _, keep := want[p]; !keep {
@@ -597,7 +591,6 @@ func (a *Agent) syncIPCacheAll() error {
 					return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
 				}
 				delete(ns.ipcache, p)
-				a.Writes++
 			}
 		}
 	}
