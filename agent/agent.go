@@ -1,6 +1,7 @@
 // Package agent is cilia's reference agent control plane: it turns the
-// cluster's state (nodes, namespaces, pods, policies) into identities, the
-// ipcache and every endpoint's policy map, and programs them into each
+// cluster's state (nodes, namespaces, pods, policies) into identities
+// (agent/identity), each node's ipcache (agent/ipcache) and every
+// endpoint's policy map (agent/policy), and programs them into each
 // node's datapath through the Datapath interface. Updates are incremental:
 // each change writes only the map entries whose content changed.
 package agent
@@ -13,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/ciliaproject/cilia/agent/identity"
+	"github.com/ciliaproject/cilia/agent/ipcache"
 	"github.com/ciliaproject/cilia/agent/labels"
 	"github.com/ciliaproject/cilia/agent/policy"
 	"github.com/ciliaproject/cilia/agent/policy/load"
@@ -93,7 +95,7 @@ type nodeState struct {
 	dp        Datapath // nil for a node this agent does not program
 	endpoints map[string]*endpointState
 	nextEP    uint16
-	ipcache   map[netip.Prefix]identity.NumericIdentity
+	ipcache   *ipcache.IPCache
 }
 
 // Agent is the control plane of a whole (simulated) cluster: one shared
@@ -139,7 +141,7 @@ func (a *Agent) AddNode(n Node, dp Datapath) error {
 		return fmt.Errorf("add node %s: already exists", n.Name)
 	}
 	ns := &nodeState{node: n, dp: dp, endpoints: map[string]*endpointState{}, nextEP: 1,
-		ipcache: map[netip.Prefix]identity.NumericIdentity{}}
+		ipcache: ipcache.New()}
 	a.nodes[n.Name] = ns
 	a.nodeOrder = append(a.nodeOrder, n.Name)
 	return a.syncIPCacheAll()
@@ -568,30 +570,17 @@ func (a *Agent) desiredIPCache(ns *nodeState) map[netip.Prefix]identity.NumericI
 	return out
 }
 
-// syncIPCacheAll writes the ipcache differences of every programmed node:
-// upserts first, deletes last (make-before-break).
+// syncIPCacheAll brings every node's ipcache up to date, writing the
+// differences to the nodes' datapaths (upserts first, deletes last: make
+// before break).
 func (a *Agent) syncIPCacheAll() error {
 	for _, ns := range a.sortedNodes() {
-		if ns.dp == nil {
-			continue
+		var w ipcache.Writer
+		if ns.dp != nil {
+			w = ns.dp
 		}
-		want := a.desiredIPCache(ns)
-		for p, id := range want {
-			if cur, ok := ns.ipcache[p]; ok && cur == id {
-				continue
-			}
-			if err := ns.dp.UpsertIPCache(p, id); err != nil {
-				return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
-			}
-			ns.ipcache[p] = id
-		}
-		for p := range ns.ipcache {
-			if _, keep := want[p]; !keep {
-				if err := ns.dp.DeleteIPCache(p); err != nil {
-					return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
-				}
-				delete(ns.ipcache, p)
-			}
+		if _, err := ns.ipcache.Sync(a.desiredIPCache(ns), w); err != nil {
+			return fmt.Errorf("sync ipcache of %s: %w", ns.node.Name, err)
 		}
 	}
 	return nil

@@ -44,13 +44,8 @@ func (a *Agent) IdentityOfAddr(node string, addr netip.Addr) (identity.NumericId
 	if !ok {
 		return 0, fmt.Errorf("identity of %s: node %q: %w", addr, node, ErrNotFound)
 	}
-	best, bestBits := identity.World, -1
-	for p, id := range a.desiredIPCache(ns) {
-		if p.Contains(addr) && p.Bits() > bestBits {
-			best, bestBits = id, p.Bits()
-		}
-	}
-	return best, nil
+	id, _, _ := ns.ipcache.Lookup(addr)
+	return id, nil
 }
 
 // Identity returns an identity by number.
