@@ -1,0 +1,28 @@
+// Package model is cilia's executable specification of network policy: it
+// answers a conformance probe ("may A open this connection to B on this
+// port and protocol?") straight from the scenario's cluster state and the
+// policy objects as the user wrote them (CiliumNetworkPolicy,
+// CiliumClusterwideNetworkPolicy, Kubernetes NetworkPolicy).
+//
+// It is the independent oracle of the conformance suite (DESIGN.md §3): it
+// imports nothing from agent/, datapath/ or sim/, keeps no identities, map
+// entries or prefix tables, and is written to be read, not to be fast. Each
+// rule of semantics is one small function whose doc comment cites the
+// Kubernetes or Cilium documentation it implements. docs/model.md lists
+// them.
+//
+// How a probe is decided (Model.Probe):
+//
+//  1. The client's egress: if the client is a pod, every policy that selects
+//     it for egress has its say (egressVerdict).
+//  2. The server's ingress: if the server is a pod, every policy that selects
+//     it for ingress has its say (ingressVerdict).
+//  3. In each direction (directionVerdict.decide): a matching deny term wins
+//     (drop reason POLICY_DENY); a direction no policy selects allows
+//     everything; ingress from the pod's own node is always allowed
+//     (allow-localhost); a direction whose policies all disable default deny
+//     allows everything not denied; otherwise some allow term must match
+//     (else POLICY_DENIED).
+//  4. A connection allowed both ways completes, replies included (policy is
+//     stateful: replies of an allowed connection are never checked again).
+package model
