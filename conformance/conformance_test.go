@@ -7,6 +7,7 @@ import (
 	"github.com/ciliaproject/cilia/conformance/suite"
 	// Targets register themselves; each one linked in here is selectable
 	// with -target.
+	_ "github.com/ciliaproject/cilia/conformance/target/exec"
 	_ "github.com/ciliaproject/cilia/conformance/target/model"
 	_ "github.com/ciliaproject/cilia/conformance/target/testrun"
 )

@@ -21,7 +21,7 @@ Run "cilia help <command>" for the details of a command.`,
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCmd(), newBenchCmd(), newScenarioCmd(), newPolicyCmd())
+	root.AddCommand(newVersionCmd(), newBenchCmd(), newScenarioCmd(), newPolicyCmd(), newDriverCmd())
 	return root
 }
 

@@ -149,6 +149,15 @@ func (t *Target) Step(ctx context.Context, st scenario.Step) error {
 	return scenarioagent.Step(t.agent, st)
 }
 
+// namespaces returns the names of the nodes' network namespaces.
+func (t *Target) namespaces() []string {
+	var out []string
+	for _, name := range t.nodeOrder {
+		out = append(out, t.nodes[name].nsName)
+	}
+	return out
+}
+
 // Close implements target.Target.
 func (t *Target) Close() error {
 	var errs []error

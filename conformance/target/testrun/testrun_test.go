@@ -26,14 +26,9 @@ func TestTargetProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := tg.Setup(ctx, sc); err != nil {
-		t.Fatalf("setup: %v", err)
-	}
-	var nsNames []string
-	for _, n := range tg.(*Target).nodes {
-		nsNames = append(nsNames, n.nsName)
-	}
+	// Close (and the netns check) run even when Setup fails half-way.
 	t.Cleanup(func() {
+		nsNames := tg.(*Target).namespaces()
 		if err := tg.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
@@ -44,6 +39,9 @@ func TestTargetProbes(t *testing.T) {
 			}
 		}
 	})
+	if err := tg.Setup(ctx, sc); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
 	for _, st := range sc.Steps {
 		if err := tg.Step(ctx, st); err != nil {
 			t.Fatalf("step %d: %v", st.Index, err)
