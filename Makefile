@@ -80,6 +80,16 @@ conformance: ## Run the scenarios against TARGET=testrun [FOCUS=regexp FEATURES=
 		$(if $(FOCUS),-ginkgo.focus='$(FOCUS)') \
 		$(GINKGOFLAGS)
 
+# make fuzz: differential fuzzing (docs in conformance/differential): generated
+# scenarios through the model and testrun for FUZZTIME; a disagreement is
+# shrunk to a regression scenario whose path and content the failure prints.
+FUZZTIME ?= 2m
+
+.PHONY: fuzz
+fuzz: ## Fuzz the model against testrun on generated scenarios for FUZZTIME (default 2m; as root); prints a shrunk regression scenario on a disagreement
+	bash hack/install-deps.sh --test-only
+	$(GO) test ./conformance/differential/ -run '^$$' -fuzz '^FuzzDifferential$$' -fuzztime $(FUZZTIME) $(TESTFLAGS)
+
 .PHONY: bench
 bench: ## Print the datapath benchmark table (ns/packet per program path), then the Go benchmarks of the datapath and the policy engine (as root)
 	bash hack/install-deps.sh --test-only

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/ciliaproject/cilia/agent/identity"
@@ -197,9 +198,6 @@ func (a *Agent) AddPod(p Pod) error {
 			return err
 		}
 	}
-	if len(pod.Ports) > 0 {
-		return a.regenerateNamedPortUsers()
-	}
 	return nil
 }
 
@@ -227,9 +225,6 @@ func (a *Agent) DeletePod(key string) error {
 	removed := a.alloc.Release(ps.id.ID)
 	if err := a.identitiesChanged(false, nil, removedID(removed, ps.id)); err != nil {
 		return err
-	}
-	if len(ps.pod.Ports) > 0 {
-		return a.regenerateNamedPortUsers()
 	}
 	return nil
 }
@@ -317,9 +312,29 @@ func (a *Agent) DeletePolicy(ref policy.PolicyRef) error {
 	return a.syncCIDRs()
 }
 
-// podLabels returns the security labels of a pod (with its namespace's).
+// podLabels returns the security labels of a pod: its own and its
+// namespace's, plus, when it names ports, the label
+// cilia:named-ports=<its name/port/protocol map>. Named ports of egress
+// rules resolve on the destination pod, and the datapath tells
+// destinations apart by identity only: pods with the same labels that
+// name their ports differently must not share an identity.
 func (a *Agent) podLabels(p *Pod) labels.Labels {
-	return labels.ForPod(p.Namespace, p.Labels, a.namespaces[p.Namespace])
+	ls := labels.ForPod(p.Namespace, p.Labels, a.namespaces[p.Namespace])
+	if len(p.Ports) > 0 {
+		ls.Add(labels.Label{Source: labels.SourceCilia, Key: labels.NamedPortsKey, Value: namedPortsValue(p.Ports)})
+	}
+	return ls
+}
+
+// namedPortsValue is the canonical form of a pod's named ports:
+// "name/port/proto" sorted and joined by commas.
+func namedPortsValue(ports []policy.NamedPort) string {
+	parts := make([]string, len(ports))
+	for i, np := range ports {
+		parts[i] = fmt.Sprintf("%s/%d/%d", np.Name, np.Port, np.Proto)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
 }
 
 // identitiesChanged updates every endpoint's policy for an identity that
@@ -465,40 +480,28 @@ func (a *Agent) regenerateSelected(rules []*policy.Rule) error {
 	return nil
 }
 
-// regenerateNamedPortUsers re-resolves every endpoint: named ports of
-// egress rules resolve on the peers' pods, which just changed.
-func (a *Agent) regenerateNamedPortUsers() error {
-	for _, ns := range a.sortedNodes() {
-		for _, key := range sortedKeys(ns.endpoints) {
-			if err := a.regenerate(ns.endpoints[key]); err != nil {
-				return err
-			}
+// peerPorts answers named-port questions from the agent's pods
+// (policy.PeerPorts).
+type peerPorts struct{ a *Agent }
+
+// PortsOf returns the named ports of the pods with identity n (they all
+// name the same ports: the named ports are part of the identity).
+func (pp peerPorts) PortsOf(n identity.NumericIdentity) []policy.NamedPort {
+	for _, key := range pp.a.sortedPods() {
+		if ps := pp.a.pods[key]; ps.id.ID == n {
+			return ps.pod.Ports
 		}
 	}
 	return nil
 }
 
-// peerPorts answers named-port questions from the agent's pods
-// (policy.PeerPorts).
-type peerPorts struct{ a *Agent }
-
-// PortsOf returns the named ports of the pods with identity n.
-func (pp peerPorts) PortsOf(n identity.NumericIdentity) []policy.NamedPort {
-	var out []policy.NamedPort
-	for _, key := range pp.a.sortedPods() {
-		if ps := pp.a.pods[key]; ps.id.ID == n {
-			out = append(out, ps.pod.Ports...)
-		}
-	}
-	return out
-}
-
-// PortOwners returns the named ports of every pod identity.
+// PortOwners returns the named ports of every pod identity that names
+// ports.
 func (pp peerPorts) PortOwners() map[identity.NumericIdentity][]policy.NamedPort {
 	out := map[identity.NumericIdentity][]policy.NamedPort{}
 	for _, ps := range pp.a.pods {
 		if len(ps.pod.Ports) > 0 {
-			out[ps.id.ID] = append(out[ps.id.ID], ps.pod.Ports...)
+			out[ps.id.ID] = ps.pod.Ports
 		}
 	}
 	return out

@@ -19,6 +19,9 @@ const (
 	SourceAny = "any"
 	// SourceUnspec is the source of a label written without one.
 	SourceUnspec = "unspec"
+	// SourceCilia marks labels the cilia agent derives itself (not from
+	// Kubernetes labels), such as NamedPortsKey.
+	SourceCilia = "cilia"
 )
 
 // Well-known label keys (Cilium's).
@@ -31,6 +34,9 @@ const (
 	PolicyCluster = "io.cilium.k8s.policy.cluster"
 	// ClusterName is the cluster name every pod is labelled with.
 	ClusterName = "default"
+	// NamedPortsKey (source cilia) carries a pod's named ports, so that
+	// pods naming their ports differently get different identities.
+	NamedPortsKey = "named-ports"
 )
 
 // Label is one label.

@@ -2,8 +2,6 @@ package model
 
 import (
 	"github.com/cilium/cilium/pkg/policy/api"
-
-	"github.com/ciliaproject/cilia/conformance/scenario"
 )
 
 // This file is CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy:
@@ -78,10 +76,7 @@ type ciliumTerm struct {
 	unenforced bool
 	ports      []api.PortProtocol
 	hasToPorts bool
-	// anyPort is set when a toPorts entry lists no ports (only L7 rules):
-	// it covers every port.
-	anyPort bool
-	icmps   api.ICMPRules
+	icmps      api.ICMPRules
 }
 
 // ciliumTermMatches reports whether a term covers the connection with peer
@@ -135,15 +130,15 @@ func ciliumL3Matches(pol *policy, t ciliumTerm, peer endpoint, subjectNode strin
 
 // ciliumL4Matches is the L4 part of a term: with neither toPorts nor icmps
 // every protocol and port (ICMP included) is covered; otherwise one of the
-// ports or one of the ICMP fields must match. toPorts entries without
-// ports (only L7 rules) cover every port; L7 rules are enforced at L4 only.
+// ports or one of the ICMP fields must match. A toPorts entry that lists
+// no ports covers nothing: Cilium adds the any-port filter only to a rule
+// with no L4 part at all, and a port rule contributes one filter per
+// listed port (pkg/policy/rule.go, mergeL4Filter, Cilium 1.20). L7 rules
+// are enforced at L4 only.
 // https://docs.cilium.io/en/stable/security/policy/language/#layer-4-examples
 // https://docs.cilium.io/en/stable/security/policy/language/#icmp-icmpv6
 func ciliumL4Matches(t ciliumTerm, c connection) bool {
 	if !t.hasToPorts && len(t.icmps) == 0 {
-		return true
-	}
-	if t.anyPort && c.protocol != scenario.ICMP {
 		return true
 	}
 	for _, pp := range t.ports {
@@ -214,7 +209,6 @@ func ingressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 		t := ingressCommon(r.IngressCommonRule)
 		for _, pr := range r.ToPorts {
 			t.ports = append(t.ports, pr.Ports...)
-			t.anyPort = t.anyPort || len(pr.Ports) == 0
 		}
 		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
 		allow = append(allow, t)
@@ -223,7 +217,6 @@ func ingressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 		t := ingressCommon(r.IngressCommonRule)
 		for _, pr := range r.ToPorts {
 			t.ports = append(t.ports, pr.Ports...)
-			t.anyPort = t.anyPort || len(pr.Ports) == 0
 		}
 		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
 		deny = append(deny, t)
@@ -247,7 +240,6 @@ func egressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 		t.unenforced = t.unenforced || len(r.ToFQDNs) > 0
 		for _, pr := range r.ToPorts {
 			t.ports = append(t.ports, pr.Ports...)
-			t.anyPort = t.anyPort || len(pr.Ports) == 0
 		}
 		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
 		allow = append(allow, t)
@@ -256,7 +248,6 @@ func egressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 		t := egressCommon(r.EgressCommonRule)
 		for _, pr := range r.ToPorts {
 			t.ports = append(t.ports, pr.Ports...)
-			t.anyPort = t.anyPort || len(pr.Ports) == 0
 		}
 		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
 		deny = append(deny, t)

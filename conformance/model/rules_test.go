@@ -320,7 +320,7 @@ func TestCiliumTerms(t *testing.T) {
 		{"icmps do not cover TCP", `{"ingress":[{"icmps":[{"fields":[{"type":8}]}]}]}`, conn(scenario.TCP, 80, webX), false},
 		{"unenforced L3 selects nothing", `{"ingress":[{"fromRequires":["app"]}]}`, conn(scenario.TCP, 80, webX), false},
 		{"named port", `{"ingress":[{"toPorts":[{"ports":[{"port":"http","protocol":"TCP"}]}]}]}`, conn(scenario.TCP, 8080, webX), true},
-		{"toPorts entry without ports: every port", `{"ingress":[{"fromEndpoints":[{}],"toPorts":[{"ports":[{"port":"80"}]},{"rules":{"http":[{}]}}]}]}`, conn(scenario.TCP, 9999, webX), true},
+		{"toPorts entry without ports: no port (Cilium 1.20 mergeL4Filter)", `{"ingress":[{"fromEndpoints":[{}],"toPorts":[{"ports":[{"port":"80"}]},{"rules":{"http":[{}]}}]}]}`, conn(scenario.TCP, 9999, webX), false},
 		{"port range", `{"ingress":[{"toPorts":[{"ports":[{"port":"8000","endPort":8100,"protocol":"TCP"}]}]}]}`, conn(scenario.TCP, 8080, webX), true},
 	} {
 		allow, _ := ingressTerms(rule(tc.rule))
