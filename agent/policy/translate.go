@@ -124,16 +124,28 @@ type peerFields struct {
 	// (requires, groups, nodes, FQDNs, services): the term then selects
 	// nothing instead of everything.
 	other bool
+	// emptyList is true when an L3 field is written as an empty list
+	// (fromEndpoints: []): Cilium then selects no peer at all ("explicitly
+	// check for empty non-nil slices", pkg/policy/utils/parserules.go).
+	emptyList bool
 }
+
+// explicitlyEmpty reports whether a list field was written as [] (an
+// empty, non-nil slice), as opposed to left out.
+func explicitlyEmpty[T any](list []T) bool { return list != nil && len(list) == 0 }
 
 func ingressPeers(c ciliumapi.IngressCommonRule) peerFields {
 	return peerFields{prefix: "from", endpoints: c.FromEndpoints, cidrs: c.FromCIDR, cidrSets: c.FromCIDRSet,
-		entities: c.FromEntities, other: len(c.FromGroups) > 0 || len(c.FromNodes) > 0}
+		entities: c.FromEntities, other: len(c.FromGroups) > 0 || len(c.FromNodes) > 0,
+		emptyList: explicitlyEmpty(c.FromEndpoints) || explicitlyEmpty(c.FromNodes) || explicitlyEmpty(c.FromEntities) ||
+			explicitlyEmpty(c.FromCIDR) || explicitlyEmpty(c.FromCIDRSet)}
 }
 
 func egressPeers(c ciliumapi.EgressCommonRule) peerFields {
 	return peerFields{prefix: "to", endpoints: c.ToEndpoints, cidrs: c.ToCIDR, cidrSets: c.ToCIDRSet,
-		entities: c.ToEntities, other: len(c.ToGroups) > 0 || len(c.ToNodes) > 0 || len(c.ToServices) > 0}
+		entities: c.ToEntities, other: len(c.ToGroups) > 0 || len(c.ToNodes) > 0 || len(c.ToServices) > 0,
+		emptyList: explicitlyEmpty(c.ToEndpoints) || explicitlyEmpty(c.ToNodes) || explicitlyEmpty(c.ToEntities) ||
+			explicitlyEmpty(c.ToCIDR) || explicitlyEmpty(c.ToCIDRSet)}
 }
 
 // portRules flattens the ports of allow port rules (their L7 parts are
@@ -204,6 +216,8 @@ func (t *translator) ciliumTerm(path string, deny bool, pf peerFields, toPorts [
 		hasL3 = true
 	}
 	switch {
+	case pf.emptyList:
+		pr.Peers = []*Selector{}
 	case !hasL3 && len(toPorts) == 0 && len(icmps) == 0:
 		// The empty rule {}: it selects the endpoint (enforcing the
 		// direction) but allows nothing (Cilium's documented default

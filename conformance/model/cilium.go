@@ -77,6 +77,9 @@ type ciliumTerm struct {
 	ports      []api.PortProtocol
 	hasToPorts bool
 	icmps      api.ICMPRules
+	// emptyList is set when an L3 field is written as an empty list
+	// (fromEndpoints: []): see ciliumL3Matches.
+	emptyList bool
 }
 
 // ciliumTermMatches reports whether a term covers the connection with peer
@@ -93,7 +96,16 @@ func ciliumTermMatches(pol *policy, t ciliumTerm, peer endpoint, c connection, s
 // https://docs.cilium.io/en/stable/security/policy/language/#layer-4-examples
 // ("Limit ingress/egress ports": without an L3 part, the ports apply to
 // every peer); https://docs.cilium.io/en/stable/security/policy/intro/#rule-basics
+//
+// An L3 field written as an empty list (fromEndpoints: [], toEntities: [])
+// selects no peer at all, whatever else the term says: Cilium checks
+// "explicitly for empty non-nil slices, it should not result in any
+// identity being selected" (pkg/policy/utils/parserules.go,
+// mergeEndpointSelectors, Cilium 1.20).
 func ciliumL3Matches(pol *policy, t ciliumTerm, peer endpoint, subjectNode string) bool {
+	if t.emptyList {
+		return false
+	}
 	hasL3 := len(t.endpoints) > 0 || len(t.cidrs) > 0 || len(t.cidrSets) > 0 || len(t.entities) > 0
 	if !hasL3 {
 		return !t.unenforced && (t.hasToPorts || len(t.icmps) > 0)
@@ -226,6 +238,8 @@ func ingressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 
 func ingressCommon(r api.IngressCommonRule) ciliumTerm {
 	return ciliumTerm{
+		emptyList: explicitlyEmpty(r.FromEndpoints) || explicitlyEmpty(r.FromNodes) || explicitlyEmpty(r.FromEntities) ||
+			explicitlyEmpty(r.FromCIDR) || explicitlyEmpty(r.FromCIDRSet),
 		endpoints:  r.FromEndpoints,
 		cidrs:      r.FromCIDR,
 		cidrSets:   r.FromCIDRSet,
@@ -257,6 +271,8 @@ func egressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 
 func egressCommon(r api.EgressCommonRule) ciliumTerm {
 	return ciliumTerm{
+		emptyList: explicitlyEmpty(r.ToEndpoints) || explicitlyEmpty(r.ToNodes) || explicitlyEmpty(r.ToEntities) ||
+			explicitlyEmpty(r.ToCIDR) || explicitlyEmpty(r.ToCIDRSet),
 		endpoints: r.ToEndpoints,
 		cidrs:     r.ToCIDR,
 		cidrSets:  r.ToCIDRSet,
@@ -301,3 +317,7 @@ func ciliumOpinion(pol *policy, rule *api.Rule, dir direction, subject, peer end
 func denyApplies(pol *policy, t ciliumTerm, peer endpoint, c connection, subjectNode string) bool {
 	return ciliumTermMatches(pol, t, peer, c, subjectNode)
 }
+
+// explicitlyEmpty reports whether a list field was written as [] (decoded
+// as an empty, non-nil slice), as opposed to left out.
+func explicitlyEmpty[T any](list []T) bool { return list != nil && len(list) == 0 }
