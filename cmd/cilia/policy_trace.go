@@ -64,24 +64,21 @@ named port of the destination pod (http).`,
 
 // tracer holds a scenario's cluster as the agent resolved it.
 type tracer struct {
-	sc    *scenario.Scenario
 	agent *agent.Agent
-	pods  map[string]scenario.Pod
+	// state is the cluster as of the traced step.
+	state *scenario.State
 }
 
 func newTracer(sc *scenario.Scenario, step int) (*tracer, error) {
 	if step < 0 || step >= len(sc.Steps) {
 		return nil, fmt.Errorf("trace: step %d out of range (the scenario has steps 0-%d)", step, len(sc.Steps)-1)
 	}
-	t := &tracer{sc: sc, agent: agent.New(), pods: map[string]scenario.Pod{}}
+	t := &tracer{agent: agent.New(), state: sc.StateAt(step)}
 	err := scenarioagent.Setup(t.agent, sc, func(scenario.Node) (agent.Datapath, error) {
 		return agent.NewMemoryDatapath(), nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	for _, p := range sc.Cluster.Pods {
-		t.pods[p.Key()] = p
 	}
 	for _, st := range sc.Steps {
 		if st.Index > step {
@@ -89,12 +86,6 @@ func newTracer(sc *scenario.Scenario, step int) (*tracer, error) {
 		}
 		if err := scenarioagent.Step(t.agent, st); err != nil {
 			return nil, err
-		}
-		for _, key := range st.DeletePods {
-			delete(t.pods, key)
-		}
-		for _, p := range st.AddPods {
-			t.pods[p.Key()] = p
 		}
 	}
 	return t, nil
@@ -115,16 +106,15 @@ func (t *tracer) peer(s string, fam scenario.Family) (tracePeer, error) {
 		}
 		return v4
 	}
-	if p, ok := t.pods[s]; ok {
+	if p, ok := t.state.Pod(s); ok {
 		return tracePeer{name: s, pod: &p, node: p.Node, addr: pick(p.IPv4, p.IPv6)}, nil
 	}
 	if name, ok := strings.CutPrefix(s, "node:"); ok {
-		for _, n := range t.sc.Cluster.Nodes {
-			if n.Name == name {
-				return tracePeer{name: s, node: name, addr: pick(n.IPv4, n.IPv6)}, nil
-			}
+		n, found := t.state.Node(name)
+		if !found {
+			return tracePeer{}, fmt.Errorf("trace: no node %q", name)
 		}
-		return tracePeer{}, fmt.Errorf("trace: no node %q", name)
+		return tracePeer{name: s, node: name, addr: pick(n.IPv4, n.IPv6)}, nil
 	}
 	if a, ok := strings.CutPrefix(s, "ip:"); ok {
 		addr, err := netip.ParseAddr(a)
@@ -133,10 +123,8 @@ func (t *tracer) peer(s string, fam scenario.Family) (tracePeer, error) {
 		}
 		return tracePeer{name: s, addr: addr}, nil
 	}
-	for _, e := range t.sc.Cluster.Externals {
-		if e.Name == s {
-			return tracePeer{name: s, addr: pick(e.IPv4, e.IPv6)}, nil
-		}
+	if e, ok := t.state.External(s); ok {
+		return tracePeer{name: s, addr: pick(e.IPv4, e.IPv6)}, nil
 	}
 	return tracePeer{}, fmt.Errorf("trace: %q is no pod, external, node:<name> or ip:<addr> of the scenario", s)
 }

@@ -215,25 +215,25 @@ func endpointSelectorSelects(pol *policy, es api.EndpointSelector, peer endpoint
 	return labelSelectorMatches(sel, peer.ciliumLabels(subjectNode))
 }
 
-// ingressTerms and the others turn a rule's entries into ciliumTerms.
+// ingressTerms and egressTerms turn a rule's entries into ciliumTerms.
 func ingressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 	for _, r := range rule.Ingress {
-		t := ingressCommon(r.IngressCommonRule)
-		for _, pr := range r.ToPorts {
-			t.ports = append(t.ports, pr.Ports...)
-		}
-		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
-		allow = append(allow, t)
+		allow = append(allow, withL4(ingressCommon(r.IngressCommonRule), r.ToPorts, r.ICMPs))
 	}
 	for _, r := range rule.IngressDeny {
-		t := ingressCommon(r.IngressCommonRule)
-		for _, pr := range r.ToPorts {
-			t.ports = append(t.ports, pr.Ports...)
-		}
-		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
-		deny = append(deny, t)
+		deny = append(deny, withL4(ingressCommon(r.IngressCommonRule), r.ToPorts, r.ICMPs))
 	}
 	return allow, deny
+}
+
+// withL4 adds a term's L4 part: the ports of its toPorts entries and its
+// icmps.
+func withL4[P interface{ GetPortProtocols() []api.PortProtocol }](t ciliumTerm, toPorts []P, icmps api.ICMPRules) ciliumTerm {
+	for _, pr := range toPorts {
+		t.ports = append(t.ports, pr.GetPortProtocols()...)
+	}
+	t.hasToPorts, t.icmps = len(toPorts) > 0, icmps
+	return t
 }
 
 func ingressCommon(r api.IngressCommonRule) ciliumTerm {
@@ -250,21 +250,12 @@ func ingressCommon(r api.IngressCommonRule) ciliumTerm {
 
 func egressTerms(rule *api.Rule) (allow, deny []ciliumTerm) {
 	for _, r := range rule.Egress {
-		t := egressCommon(r.EgressCommonRule)
+		t := withL4(egressCommon(r.EgressCommonRule), r.ToPorts, r.ICMPs)
 		t.unenforced = t.unenforced || len(r.ToFQDNs) > 0
-		for _, pr := range r.ToPorts {
-			t.ports = append(t.ports, pr.Ports...)
-		}
-		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
 		allow = append(allow, t)
 	}
 	for _, r := range rule.EgressDeny {
-		t := egressCommon(r.EgressCommonRule)
-		for _, pr := range r.ToPorts {
-			t.ports = append(t.ports, pr.Ports...)
-		}
-		t.hasToPorts, t.icmps = len(r.ToPorts) > 0, r.ICMPs
-		deny = append(deny, t)
+		deny = append(deny, withL4(egressCommon(r.EgressCommonRule), r.ToPorts, r.ICMPs))
 	}
 	return allow, deny
 }

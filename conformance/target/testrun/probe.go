@@ -133,7 +133,7 @@ func (t *Target) side(peer scenario.Peer, fam scenario.Family) (side, error) {
 	var s side
 	switch peer.Kind {
 	case scenario.PeerPod:
-		p, ok := t.pods[peer.Name]
+		p, ok := t.state.Pod(peer.Name)
 		if !ok {
 			return s, fmt.Errorf("no pod %s", peer.Name)
 		}
@@ -146,7 +146,7 @@ func (t *Target) side(peer scenario.Peer, fam scenario.Family) (side, error) {
 			return s, fmt.Errorf("pod %s has no endpoint for %s", peer.Name, s.addr)
 		}
 	case scenario.PeerExternal:
-		e, ok := t.externals[peer.Name]
+		e, ok := t.state.External(peer.Name)
 		if !ok {
 			return s, fmt.Errorf("no external %s", peer.Name)
 		}

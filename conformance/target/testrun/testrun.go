@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cilium/cilium/api/v1/flow"
@@ -39,12 +40,13 @@ func init() {
 // Target is the testrun target.
 type Target struct {
 	agent     *agent.Agent
-	sc        *scenario.Scenario
 	nodes     map[string]*node
 	nodeOrder []string
-	pods      map[string]scenario.Pod
-	externals map[string]scenario.External
-	nextPort  uint16
+	sc        *scenario.Scenario
+	// state is the cluster as of the last step (pod addresses and nodes,
+	// externals), for probes.
+	state    *scenario.State
+	nextPort uint16
 }
 
 // node is one scenario node: its netns and its datapath harness.
@@ -59,8 +61,7 @@ var runID atomic.Uint64
 
 // New returns an unconfigured target; Setup builds the cluster.
 func New() *Target {
-	return &Target{nodes: map[string]*node{}, pods: map[string]scenario.Pod{},
-		externals: map[string]scenario.External{}, nextPort: 32768}
+	return &Target{nodes: map[string]*node{}, nextPort: 32768}
 }
 
 // Name implements target.Target.
@@ -75,14 +76,8 @@ func (t *Target) Features() features.Set {
 
 // Setup implements target.Target.
 func (t *Target) Setup(ctx context.Context, sc *scenario.Scenario) error {
-	t.sc = sc
+	t.sc, t.state = sc, sc.InitialState()
 	t.agent = agent.New()
-	for _, e := range sc.Cluster.Externals {
-		t.externals[e.Name] = e
-	}
-	for _, p := range sc.Cluster.Pods {
-		t.pods[p.Key()] = p
-	}
 	return scenarioagent.Setup(t.agent, sc, func(n scenario.Node) (agent.Datapath, error) {
 		nd, err := newNode(n)
 		if err != nil {
@@ -134,18 +129,7 @@ func createNamedNetns(name string) error {
 
 // Step implements target.Target.
 func (t *Target) Step(ctx context.Context, st scenario.Step) error {
-	for _, key := range st.DeletePods {
-		delete(t.pods, key)
-	}
-	for _, p := range st.AddPods {
-		t.pods[p.Key()] = p
-	}
-	for _, lc := range st.SetLabels {
-		if p, ok := t.pods[lc.Pod]; ok {
-			p.Labels = lc.Labels
-			t.pods[lc.Pod] = p
-		}
-	}
+	t.state = t.sc.StateAt(st.Index)
 	return scenarioagent.Step(t.agent, st)
 }
 
@@ -204,10 +188,9 @@ func (e *harnessEndpoint) Close() error { return e.h.RemoveEndpoint(e.Endpoint) 
 // flowsOf converts events to flows, naming the scenario's pods.
 func (t *Target) flowsOf(evs []events.Event) []*flow.Flow {
 	names := func(a netip.Addr) (string, string, bool) {
-		for _, p := range t.pods {
-			if p.IPv4 == a || p.IPv6 == a {
-				return p.Namespace, p.Name, true
-			}
+		if owner, ok := t.state.Owner(a); ok && owner.Kind == scenario.PeerPod {
+			ns, name, _ := strings.Cut(owner.Name, "/")
+			return ns, name, true
 		}
 		return "", "", false
 	}
