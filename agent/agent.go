@@ -24,8 +24,9 @@ import (
 
 // Datapath is one node's datapath as the agent programs it.
 type Datapath interface {
-	// UpsertIPCache maps prefix to identity.
-	UpsertIPCache(prefix netip.Prefix, id identity.NumericIdentity) error
+	// UpsertIPCache maps prefix to an identity and, in tunnel mode, the
+	// tunnel endpoint of a pod on another node.
+	UpsertIPCache(prefix netip.Prefix, e ipcache.Entry) error
 	// DeleteIPCache removes prefix.
 	DeleteIPCache(prefix netip.Prefix) error
 	// AddEndpoint creates a local endpoint (loads its programs).
@@ -113,11 +114,25 @@ type Agent struct {
 	nodes      map[string]*nodeState
 	nodeOrder  []string
 	cidrs      map[netip.Prefix]*identity.Identity
+	opts       Options
 }
 
-// New returns an agent with no nodes.
-func New() *Agent {
+// Options configure an agent.
+type Options struct {
+	// Tunnel says the nodes reach each other's pods through the VXLAN
+	// overlay: a pod's ipcache entry on every other node carries its
+	// node's IPv4 address as tunnel endpoint. Without it (native
+	// routing) no entry has one.
+	Tunnel bool
+}
+
+// New returns an agent with no nodes, in native routing mode.
+func New() *Agent { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns an agent with no nodes configured by opts.
+func NewWithOptions(opts Options) *Agent {
 	a := &Agent{
+		opts:  opts,
 		alloc: identity.NewAllocator(), cache: policy.NewSelectorCache(),
 		namespaces: map[string]map[string]string{}, pods: map[string]*podState{},
 		nodes: map[string]*nodeState{}, cidrs: map[netip.Prefix]*identity.Identity{},
@@ -546,11 +561,12 @@ func (a *Agent) syncCIDRs() error {
 
 // desiredIPCache is the ipcache of node ns: every pod address, every node
 // address (the node itself as host, others as remote-node) and every CIDR
-// prefix the policies name.
-func (a *Agent) desiredIPCache(ns *nodeState) map[netip.Prefix]identity.NumericIdentity {
-	out := map[netip.Prefix]identity.NumericIdentity{}
+// prefix the policies name. In tunnel mode a pod on another node carries
+// that node's IPv4 address as tunnel endpoint.
+func (a *Agent) desiredIPCache(ns *nodeState) map[netip.Prefix]ipcache.Entry {
+	out := map[netip.Prefix]ipcache.Entry{}
 	for p, id := range a.cidrs {
-		out[p] = id.ID
+		out[p] = ipcache.Entry{Identity: id.ID}
 	}
 	for _, other := range a.nodes {
 		id := identity.RemoteNode
@@ -559,14 +575,18 @@ func (a *Agent) desiredIPCache(ns *nodeState) map[netip.Prefix]identity.NumericI
 		}
 		for _, addr := range []netip.Addr{other.node.IPv4, other.node.IPv6} {
 			if addr.IsValid() {
-				out[netip.PrefixFrom(addr, addr.BitLen())] = id
+				out[netip.PrefixFrom(addr, addr.BitLen())] = ipcache.Entry{Identity: id}
 			}
 		}
 	}
 	for _, ps := range a.pods {
+		e := ipcache.Entry{Identity: ps.id.ID}
+		if host := a.nodes[ps.pod.Node]; a.opts.Tunnel && host != nil && host != ns {
+			e.TunnelEndpoint = host.node.IPv4
+		}
 		for _, addr := range []netip.Addr{ps.pod.IPv4, ps.pod.IPv6} {
 			if addr.IsValid() {
-				out[netip.PrefixFrom(addr, addr.BitLen())] = ps.id.ID
+				out[netip.PrefixFrom(addr, addr.BitLen())] = e
 			}
 		}
 	}

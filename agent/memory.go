@@ -5,27 +5,36 @@ import (
 	"sync"
 
 	"github.com/ciliaproject/cilia/agent/identity"
+	"github.com/ciliaproject/cilia/agent/ipcache"
 	"github.com/ciliaproject/cilia/datapath/maps"
 )
 
 // MemoryDatapath is a Datapath that keeps the maps in memory: for policy
 // traces, tests and anything that needs the agent without a kernel.
 type MemoryDatapath struct {
-	mu        sync.Mutex
-	IPCache   map[netip.Prefix]identity.NumericIdentity
+	mu      sync.Mutex
+	IPCache map[netip.Prefix]identity.NumericIdentity
+	// Tunnels holds the tunnel endpoint of the prefixes that have one.
+	Tunnels   map[netip.Prefix]netip.Addr
 	Endpoints map[uint16]*MemoryEndpoint
 }
 
 // NewMemoryDatapath returns an empty in-memory datapath.
 func NewMemoryDatapath() *MemoryDatapath {
-	return &MemoryDatapath{IPCache: map[netip.Prefix]identity.NumericIdentity{}, Endpoints: map[uint16]*MemoryEndpoint{}}
+	return &MemoryDatapath{IPCache: map[netip.Prefix]identity.NumericIdentity{}, Tunnels: map[netip.Prefix]netip.Addr{}, Endpoints: map[uint16]*MemoryEndpoint{}}
 }
 
-// UpsertIPCache implements Datapath.
-func (m *MemoryDatapath) UpsertIPCache(p netip.Prefix, id identity.NumericIdentity) error {
+// UpsertIPCache implements Datapath (the tunnel endpoint goes to
+// Tunnels).
+func (m *MemoryDatapath) UpsertIPCache(p netip.Prefix, e ipcache.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.IPCache[p] = id
+	m.IPCache[p] = e.Identity
+	if e.TunnelEndpoint.IsValid() {
+		m.Tunnels[p] = e.TunnelEndpoint
+	} else {
+		delete(m.Tunnels, p)
+	}
 	return nil
 }
 
@@ -34,6 +43,7 @@ func (m *MemoryDatapath) DeleteIPCache(p netip.Prefix) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.IPCache, p)
+	delete(m.Tunnels, p)
 	return nil
 }
 

@@ -7,9 +7,12 @@
  *                   (ingress policy of the endpoint).
  *
  * Pipeline of both: parse -> (from_container: source check) -> fragments ->
- * conntrack -> new flows: remote identity from the ipcache, policy,
+ * conntrack -> new flows: remote identity from the ipcache (to_container:
+ * from skb->mark when the previous program put one there, mark.h), policy,
  * conntrack entry; tracked flows: the entry's identity, and a policy
- * re-check after a policy change -> forward, redirect to the proxy, or drop. Every verdict emits an event
+ * re-check after a policy change -> forward (locally, to the stack, or, in
+ * tunnel mode, encapsulated to the remote node's tunnel endpoint), redirect
+ * to the proxy, or drop. Every verdict emits an event
  * (traces as trace_level says, drops always) and is counted in metrics.
  */
 #include "lib/common.h"
@@ -23,6 +26,8 @@
 #include "lib/ct.h"
 #include "lib/events.h"
 #include "lib/forward.h"
+#include "lib/mark.h"
+#include "lib/encap.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
@@ -32,9 +37,6 @@ char _license[] SEC("license") = "Dual BSD/GPL";
  * forward declarations. */
 const struct bpf_sock *unused_bpf_sock_btf __attribute__((unused));
 const struct bpf_flow_keys *unused_bpf_flow_keys_btf __attribute__((unused));
-
-/* skb->mark of a packet handed to the L7 proxy: magic | port << 16 (Cilium's). */
-#define MARK_MAGIC_TO_PROXY 0x0200
 
 /* struct verdict_ctx carries what is known about the packet to the event. */
 struct verdict_ctx {
@@ -105,15 +107,17 @@ static __always_inline int source_is_endpoint(const struct packet *pkt)
 /* recheck_policy re-evaluates a tracked connection whose verdict was taken
  * under an older policy revision of this endpoint, in the direction the
  * connection was created in, for the remote identity freshly resolved from
- * the ipcache. Returns 0 when it is still allowed (the entry is updated), or
- * a negative drop reason (the entry is deleted). */
+ * the ipcache, or the one the packet's mark carries (mark_id, 0 for none:
+ * from the overlay, the tunnel's identity of the remote side). Returns 0
+ * when it is still allowed (the entry is updated), or a negative drop
+ * reason (the entry is deleted). */
 static __always_inline int recheck_policy(struct ct_result *ct, struct ep_policy_state *st,
-					  struct verdict_ctx *vc)
+					  struct verdict_ctx *vc, __u32 mark_id)
 {
 	struct ct_entry *e = ct->entry;
 	const struct tuple *key = ct->key;
 	const union v6addr *remote = key->dir == DIR_EGRESS ? &key->daddr : &key->saddr;
-	__u32 identity = ipcache_identity(key->family, remote);
+	__u32 identity = mark_id ? mark_id : ipcache_identity(key->family, remote);
 	struct policy_verdict pv;
 
 	fill_identities(vc, vc->info.direction, identity);
@@ -142,10 +146,15 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 	struct ep_policy_state *st;
 	struct endpoint_info *peer = NULL; /* the local endpoint at the peer address */
 	int peer_known = 0;
+	__u32 mark_id = 0;       /* source identity handed over in skb->mark */
 	__u64 now;
 	int ret, changed = 0;
 
 	vc.info.direction = dir;
+	if (dir == DIR_INGRESS && mark_has_identity(ctx->mark)) {
+		mark_id = mark_identity(ctx->mark);
+		ctx->mark = 0;
+	}
 	fill_identities(&vc, dir, IDENTITY_UNKNOWN);
 
 	ret = parse_packet(ctx, &pkt);
@@ -176,7 +185,7 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 		changed = ct.changed;
 		fill_identities(&vc, dir, ct.entry->remote_identity);
 		if (ct.entry->policy_revision != st->revision) {
-			ret = recheck_policy(&ct, st, &vc);
+			ret = recheck_policy(&ct, st, &vc, mark_id);
 			if (ret < 0)
 				return drop_packet(ctx, &vc, -ret);
 		}
@@ -185,7 +194,9 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 			pv.proxy_port = ct.entry->proxy_port;
 	} else {
 		const union v6addr *remote = dir == DIR_EGRESS ? &pkt.tuple.daddr : &pkt.tuple.saddr;
-		__u32 remote_id = ipcache_identity(pkt.tuple.family, remote);
+		/* From the overlay or the network, the program before us
+		 * knew the source's identity better than its address does. */
+		__u32 remote_id = mark_id ? mark_id : ipcache_identity(pkt.tuple.family, remote);
 
 		changed = 1;
 		fill_identities(&vc, dir, remote_id);
@@ -225,6 +236,22 @@ static __always_inline int handle_packet(struct __sk_buff *ctx, __u8 dir)
 			if (ret < 0)
 				return drop_packet(ctx, &vc, -ret);
 			return pass_packet(ctx, &vc, OBS_TO_ENDPOINT, peer->ifindex, ret, changed);
+		}
+		/* Tunnel mode: a destination behind another node's tunnel
+		 * endpoint is encapsulated with our identity as the VNI; new
+		 * and tracked connections alike (replies too). */
+		{
+			__be32 remote = encap_target(pkt.tuple.family, &pkt.tuple.daddr);
+
+			if (remote) {
+				vc.info.tunnel_family = FAMILY_IPV4;
+				vc.info.tunnel_id = endpoint_identity;
+				vc.info.tunnel_endpoint = remote;
+				ret = encap_and_redirect(ctx, remote, endpoint_identity);
+				if (ret < 0)
+					return drop_packet(ctx, &vc, -ret);
+				return pass_packet(ctx, &vc, OBS_TO_OVERLAY, tunnel_ifindex, ret, changed);
+			}
 		}
 		return pass_packet(ctx, &vc, OBS_TO_STACK, 0, TC_ACT_OK, changed);
 	}

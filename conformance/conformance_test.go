@@ -9,6 +9,7 @@ import (
 	// with -target.
 	_ "github.com/ciliaproject/cilia/conformance/target/exec"
 	_ "github.com/ciliaproject/cilia/conformance/target/model"
+	_ "github.com/ciliaproject/cilia/conformance/target/netns"
 	_ "github.com/ciliaproject/cilia/conformance/target/testrun"
 )
 

@@ -7,9 +7,18 @@ package datapath
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel lxc ../bpf/lxc.c
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel empty ../bpf/empty.c
 //go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel jiffies ../bpf/jiffies.c
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel host ../bpf/host.c
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel overlay ../bpf/overlay.c
+//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel tunnelShim ../bpf/tunnel_shim.c
 
 // LxcObject returns the compiled bpf/lxc.c object (ELF with BTF).
 func LxcObject() []byte { return _LxcBytes }
 
 // EmptyObject returns the compiled bpf/empty.c object, the harness floor.
 func EmptyObject() []byte { return _EmptyBytes }
+
+// HostObject returns the compiled bpf/host.c object (ELF with BTF).
+func HostObject() []byte { return _HostBytes }
+
+// OverlayObject returns the compiled bpf/overlay.c object (ELF with BTF).
+func OverlayObject() []byte { return _OverlayBytes }

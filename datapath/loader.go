@@ -77,6 +77,23 @@ type NodeOptions struct {
 	// IPCacheMaxEntries overrides the size of each ipcache map (hosts and
 	// prefixes).
 	IPCacheMaxEntries uint32
+	// Config is the node-wide configuration every program of the node is
+	// loaded with (endpoints, host, overlay).
+	Config NodeConfig
+}
+
+// NodeConfig is the node-wide configuration of the programs (config.h
+// node_ipv4, node_ipv6, uplink_ifindex, tunnel_ifindex).
+type NodeConfig struct {
+	// IPv4 is the node's IPv4 address, the underlay address tunnels use;
+	// IPv6 its IPv6 address. Either may be the zero Addr (none).
+	IPv4, IPv6 netip.Addr
+	// UplinkIfindex is the ifindex of the node's uplink (where the host
+	// programs attach).
+	UplinkIfindex uint32
+	// TunnelIfindex is the ifindex of the node's VXLAN device in
+	// collect_md mode; 0 selects native routing (never encapsulate).
+	TunnelIfindex uint32
 }
 
 // Node holds the node-wide maps and loads endpoint programs that share them.
@@ -180,7 +197,7 @@ type Endpoint struct {
 // as cilia_policy_<id> when the node pins).
 func (n *Node) LoadEndpoint(cfg EndpointConfig, s Settings) (*Endpoint, error) {
 	spec := n.spec.Copy()
-	if err := setSettings(spec, cfg, s); err != nil {
+	if err := setSettings(spec, n.opts.Config, cfg, s); err != nil {
 		return nil, err
 	}
 	ps := spec.Maps[MapPolicy].Copy()
@@ -212,16 +229,24 @@ func (n *Node) LoadEndpoint(cfg EndpointConfig, s Settings) (*Endpoint, error) {
 	return ep, nil
 }
 
-func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) error {
-	var v6 [16]byte
-	if cfg.IPv6.IsValid() {
-		v6 = cfg.IPv6.As16()
+// addrVars returns an IPv4 address as a __be32 (network order in memory)
+// and an IPv6 address as 16 bytes; zero for an invalid Addr.
+func addrVars(v4a, v6a netip.Addr) (v4 uint32, v6 [16]byte) {
+	if v6a.IsValid() {
+		v6 = v6a.As16()
 	}
-	var v4 uint32 // network order in memory
-	if cfg.IPv4.IsValid() {
-		a := cfg.IPv4.As4()
+	if v4a.IsValid() {
+		a := v4a.Unmap().As4()
 		v4 = uint32(a[0]) | uint32(a[1])<<8 | uint32(a[2])<<16 | uint32(a[3])<<24
 	}
+	return v4, v6
+}
+
+// setSettings sets the volatile consts of spec (config.h) for the node,
+// the endpoint cfg (zero for the node-level programs) and s.
+func setSettings(spec *ebpf.CollectionSpec, node NodeConfig, cfg EndpointConfig, s Settings) error {
+	v4, v6 := addrVars(cfg.IPv4, cfg.IPv6)
+	nodeV4, nodeV6 := addrVars(node.IPv4, node.IPv6)
 	capLen := s.CaptureLen
 	if capLen == 0 || capLen > maps.EventCaptureMax {
 		capLen = maps.EventCaptureMax
@@ -234,6 +259,10 @@ func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) erro
 		"endpoint_ipv6":     v6,
 		"trace_level":       s.TraceLevel,
 		"event_capture_len": capLen,
+		"node_ipv4":         nodeV4,
+		"node_ipv6":         nodeV6,
+		"tunnel_ifindex":    node.TunnelIfindex,
+		"uplink_ifindex":    node.UplinkIfindex,
 	}
 	hz, err := KernelHZ()
 	if err != nil {
@@ -257,7 +286,7 @@ func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) erro
 	for name, val := range vars {
 		v, ok := spec.Variables[name]
 		if !ok {
-			return fmt.Errorf("set %s: no such variable in lxc.o", name)
+			return fmt.Errorf("set %s: no such variable in the object", name)
 		}
 		if err := v.Set(val); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
@@ -273,33 +302,45 @@ func setSettings(spec *ebpf.CollectionSpec, cfg EndpointConfig, s Settings) erro
 // run is updated in place to the new program (no window without a program,
 // no second program in the chain). On error, links made by this call are
 // removed again.
-func (e *Endpoint) Attach(ifindex int, pinDir string) (err error) {
-	made := len(e.links)
+func (e *Endpoint) Attach(ifindex int, pinDir string) error {
+	return attachTCX(&e.links, ifindex, pinDir, []tcxAttachment{
+		{e.FromContainer, ebpf.AttachTCXIngress, fmt.Sprintf("from_container_%d", e.Config.ID)},
+		{e.ToContainer, ebpf.AttachTCXEgress, fmt.Sprintf("to_container_%d", e.Config.ID)},
+	})
+}
+
+// tcxAttachment is one program to attach with attachTCX; pin is the name
+// of its link's pin in the pin directory.
+type tcxAttachment struct {
+	prog   *ebpf.Program
+	attach ebpf.AttachType
+	pin    string
+}
+
+// attachTCX attaches each program to ifindex and appends the links to
+// *links. With pinDir set the links are pinned there, and a link already
+// pinned there is updated in place to the new program. On error, links
+// made by this call are removed again.
+func attachTCX(links *[]link.Link, ifindex int, pinDir string, as []tcxAttachment) (err error) {
+	made := len(*links)
 	defer func() {
 		if err != nil {
-			for _, l := range e.links[made:] {
+			for _, l := range (*links)[made:] {
 				l.Close()
 			}
-			e.links = e.links[:made]
+			*links = (*links)[:made]
 		}
 	}()
-	for _, a := range []struct {
-		prog   *ebpf.Program
-		attach ebpf.AttachType
-		name   string
-	}{
-		{e.FromContainer, ebpf.AttachTCXIngress, "from_container"},
-		{e.ToContainer, ebpf.AttachTCXEgress, "to_container"},
-	} {
+	for _, a := range as {
 		pin := ""
 		if pinDir != "" {
-			pin = filepath.Join(pinDir, fmt.Sprintf("%s_%d", a.name, e.Config.ID))
+			pin = filepath.Join(pinDir, a.pin)
 			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 				if err := l.Update(a.prog); err != nil {
 					l.Close()
 					return fmt.Errorf("update pinned link %s: %w", pin, privilegeError(err))
 				}
-				e.links = append(e.links, l)
+				*links = append(*links, l)
 				continue
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("load pinned link %s: %w", pin, err)
@@ -307,26 +348,32 @@ func (e *Endpoint) Attach(ifindex int, pinDir string) (err error) {
 		}
 		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: a.prog, Attach: a.attach})
 		if err != nil {
-			return fmt.Errorf("attach %s to ifindex %d: %w", a.name, ifindex, privilegeError(err))
+			return fmt.Errorf("attach %s to ifindex %d: %w", a.pin, ifindex, privilegeError(err))
 		}
-		e.links = append(e.links, l)
+		*links = append(*links, l)
 		if pin != "" {
 			if err := l.Pin(pin); err != nil {
-				return fmt.Errorf("pin link %s: %w", a.name, err)
+				return fmt.Errorf("pin link %s: %w", a.pin, err)
 			}
 		}
 	}
 	return nil
 }
 
-// Detach removes the endpoint's tcx links (and their pins).
-func (e *Endpoint) Detach() error {
+// detachLinks unpins and closes links.
+func detachLinks(links []link.Link) error {
 	var errs []error
-	for _, l := range e.links {
+	for _, l := range links {
 		errs = append(errs, l.Unpin(), l.Close())
 	}
-	e.links = nil
 	return errors.Join(errs...)
+}
+
+// Detach removes the endpoint's tcx links (and their pins).
+func (e *Endpoint) Detach() error {
+	err := detachLinks(e.links)
+	e.links = nil
+	return err
 }
 
 // Close releases the endpoint's programs and policy map handle. Attached

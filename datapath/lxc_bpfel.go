@@ -184,10 +184,14 @@ const (
 	lxcVarEndpointIpv4         = "endpoint_ipv4"
 	lxcVarEndpointIpv6         = "endpoint_ipv6"
 	lxcVarEventCaptureLen      = "event_capture_len"
+	lxcVarNodeIpv4             = "node_ipv4"
+	lxcVarNodeIpv6             = "node_ipv6"
 	lxcVarTraceLevel           = "trace_level"
+	lxcVarTunnelIfindex        = "tunnel_ifindex"
 	lxcVarUnusedBpfFlowKeysBtf = "unused_bpf_flow_keys_btf"
 	lxcVarUnusedBpfSockBtf     = "unused_bpf_sock_btf"
 	lxcVarUnusedEventBtf       = "unused_event_btf"
+	lxcVarUplinkIfindex        = "uplink_ifindex"
 )
 
 // loadLxc returns the embedded CollectionSpec for lxc.
@@ -266,10 +270,14 @@ type lxcVariableSpecs struct {
 	EndpointIpv4         *ebpf.VariableSpec `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.VariableSpec `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.VariableSpec `ebpf:"event_capture_len"`
+	NodeIpv4             *ebpf.VariableSpec `ebpf:"node_ipv4"`
+	NodeIpv6             *ebpf.VariableSpec `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.VariableSpec `ebpf:"trace_level"`
+	TunnelIfindex        *ebpf.VariableSpec `ebpf:"tunnel_ifindex"`
 	UnusedBpfFlowKeysBtf *ebpf.VariableSpec `ebpf:"unused_bpf_flow_keys_btf"`
 	UnusedBpfSockBtf     *ebpf.VariableSpec `ebpf:"unused_bpf_sock_btf"`
 	UnusedEventBtf       *ebpf.VariableSpec `ebpf:"unused_event_btf"`
+	UplinkIfindex        *ebpf.VariableSpec `ebpf:"uplink_ifindex"`
 }
 
 // lxcObjects contains all objects after they have been loaded into the kernel.
@@ -333,10 +341,14 @@ type lxcVariables struct {
 	EndpointIpv4         *ebpf.Variable `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.Variable `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.Variable `ebpf:"event_capture_len"`
+	NodeIpv4             *ebpf.Variable `ebpf:"node_ipv4"`
+	NodeIpv6             *ebpf.Variable `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.Variable `ebpf:"trace_level"`
+	TunnelIfindex        *ebpf.Variable `ebpf:"tunnel_ifindex"`
 	UnusedBpfFlowKeysBtf *ebpf.Variable `ebpf:"unused_bpf_flow_keys_btf"`
 	UnusedBpfSockBtf     *ebpf.Variable `ebpf:"unused_bpf_sock_btf"`
 	UnusedEventBtf       *ebpf.Variable `ebpf:"unused_event_btf"`
+	UplinkIfindex        *ebpf.Variable `ebpf:"uplink_ifindex"`
 }
 
 // lxcPrograms contains all programs after they have been loaded into the kernel.

@@ -44,6 +44,7 @@ func FromEvent(e events.Event, names PodNamer) *flow.Flow {
 		f.EventType = &flow.CiliumEventType{Type: 4, SubType: int32(e.ObservationPoint)}
 	}
 	decodePacket(f, e.Data)
+	f.Tunnel = tunnel(e)
 	if names != nil {
 		for _, ep := range []*flow.Endpoint{f.Source, f.Destination} {
 			var ip string
@@ -94,4 +95,25 @@ func decodePacket(f *flow.Flow, data []byte) {
 				Type: uint32(l4.TypeCode.Type()), Code: uint32(l4.TypeCode.Code())}}}
 		}
 	}
+}
+
+// tunnel returns the VXLAN tunnel of an encapsulated packet (TO_OVERLAY:
+// the remote node is the outer destination) or of one that came out of the
+// overlay (the remote node is the outer source), or nil. The event knows
+// the remote node and the VNI only, so the other outer address and the
+// outer L4 header stay empty.
+func tunnel(e events.Event) *flow.Tunnel {
+	if !e.TunnelEndpoint.IsValid() {
+		return nil
+	}
+	t := &flow.Tunnel{Protocol: flow.Tunnel_VXLAN, Vni: e.TunnelID, IP: &flow.IP{IpVersion: flow.IPVersion_IPv4}}
+	if e.TunnelEndpoint.Is6() {
+		t.IP.IpVersion = flow.IPVersion_IPv6
+	}
+	if e.ObservationPoint == events.ObsToOverlay {
+		t.IP.Destination = e.TunnelEndpoint.String()
+	} else {
+		t.IP.Source = e.TunnelEndpoint.String()
+	}
+	return t
 }

@@ -65,3 +65,43 @@ func TestFromEventTraceICMPv6(t *testing.T) {
 		t.Errorf("ICMPv6 type %d", f.GetL4().GetICMPv6().GetType())
 	}
 }
+
+func TestFromEventTunnel(t *testing.T) {
+	pkt := dptestrun.TCP(netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.1.0.5:80"), dptestrun.SYN, nil)
+	node2 := netip.MustParseAddr("192.168.0.2")
+	for _, tc := range []struct {
+		name     string
+		obs      events.ObservationPoint
+		tep      netip.Addr
+		vni      uint32
+		wantNil  bool
+		src, dst string
+	}{
+		{name: "encapsulated", obs: events.ObsToOverlay, tep: node2, vni: 1001, dst: "192.168.0.2"},
+		{name: "from the overlay", obs: events.ObsToEndpoint, tep: node2, vni: 2001, src: "192.168.0.2"},
+		{name: "no tunnel", obs: events.ObsToStack, wantNil: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := events.Event{Type: events.TypeTrace, ObservationPoint: tc.obs, Verdict: events.VerdictForwarded,
+				TunnelID: tc.vni, TunnelEndpoint: tc.tep, Data: pkt}
+			f := FromEvent(e, nil)
+			if f.GetTraceObservationPoint() != flow.TraceObservationPoint(tc.obs) {
+				t.Errorf("observation point %s, want %s", f.GetTraceObservationPoint(), tc.obs)
+			}
+			tun := f.GetTunnel()
+			if tc.wantNil {
+				if tun != nil {
+					t.Errorf("tunnel %v, want none", tun)
+				}
+				return
+			}
+			if tun.GetProtocol() != flow.Tunnel_VXLAN || tun.GetVni() != tc.vni ||
+				tun.GetIP().GetSource() != tc.src || tun.GetIP().GetDestination() != tc.dst {
+				t.Errorf("tunnel %v: want VXLAN vni %d %q -> %q", tun, tc.vni, tc.src, tc.dst)
+			}
+			if f.GetIP().GetDestination() != "10.1.0.5" {
+				t.Errorf("inner IP %v", f.GetIP())
+			}
+		})
+	}
+}

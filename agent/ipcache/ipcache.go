@@ -11,21 +11,29 @@ import (
 	"github.com/ciliaproject/cilia/agent/identity"
 )
 
+// Entry is what a prefix maps to: its identity and, for an address
+// reached through the overlay (a pod on another node in tunnel mode), the
+// tunnel endpoint: the IPv4 address of the node that hosts it.
+type Entry struct {
+	Identity       identity.NumericIdentity
+	TunnelEndpoint netip.Addr // invalid: not behind a tunnel
+}
+
 // Writer programs ipcache entries into a datapath.
 type Writer interface {
-	UpsertIPCache(prefix netip.Prefix, id identity.NumericIdentity) error
+	UpsertIPCache(prefix netip.Prefix, e Entry) error
 	DeleteIPCache(prefix netip.Prefix) error
 }
 
 // IPCache is one node's ipcache. The zero value is not usable; use New.
 // It is not safe for concurrent use (the agent serializes its updates).
 type IPCache struct {
-	entries map[netip.Prefix]identity.NumericIdentity
+	entries map[netip.Prefix]Entry
 }
 
 // New returns an empty ipcache.
 func New() *IPCache {
-	return &IPCache{entries: map[netip.Prefix]identity.NumericIdentity{}}
+	return &IPCache{entries: map[netip.Prefix]Entry{}}
 }
 
 // Len returns the number of entries.
@@ -41,11 +49,17 @@ func (c *IPCache) Lookup(addr netip.Addr) (id identity.NumericIdentity, prefix n
 		if err != nil {
 			break
 		}
-		if id, ok := c.entries[p]; ok {
-			return id, p, true
+		if e, ok := c.entries[p]; ok {
+			return e.Identity, p, true
 		}
 	}
 	return identity.World, netip.Prefix{}, false
+}
+
+// Entry returns the entry of exactly prefix.
+func (c *IPCache) Entry(prefix netip.Prefix) (Entry, bool) {
+	e, ok := c.entries[prefix]
+	return e, ok
 }
 
 // Prefixes returns every prefix, sorted by address then length.
@@ -57,19 +71,19 @@ func (c *IPCache) Prefixes() []netip.Prefix { return sortedPrefixes(c.entries) }
 // between (make before break). It returns the number of writes. On an
 // error the entries written so far are kept and the rest is left for the
 // next Sync.
-func (c *IPCache) Sync(want map[netip.Prefix]identity.NumericIdentity, w Writer) (int, error) {
+func (c *IPCache) Sync(want map[netip.Prefix]Entry, w Writer) (int, error) {
 	writes := 0
 	for _, p := range sortedPrefixes(want) {
-		id := want[p]
-		if cur, ok := c.entries[p]; ok && cur == id {
+		e := want[p]
+		if cur, ok := c.entries[p]; ok && cur == e {
 			continue
 		}
 		if w != nil {
-			if err := w.UpsertIPCache(p, id); err != nil {
+			if err := w.UpsertIPCache(p, e); err != nil {
 				return writes, err
 			}
 		}
-		c.entries[p] = id
+		c.entries[p] = e
 		writes++
 	}
 	for _, p := range c.Prefixes() {
@@ -88,7 +102,7 @@ func (c *IPCache) Sync(want map[netip.Prefix]identity.NumericIdentity, w Writer)
 }
 
 // sortedPrefixes returns the keys of m sorted by address then length.
-func sortedPrefixes(m map[netip.Prefix]identity.NumericIdentity) []netip.Prefix {
+func sortedPrefixes[V any](m map[netip.Prefix]V) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(m))
 	for p := range m {
 		out = append(out, p)

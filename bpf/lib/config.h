@@ -22,6 +22,12 @@ volatile const __u32 endpoint_ifindex = 0;     /* ifindex of the host side of th
 volatile const __be32 endpoint_ipv4 = 0;       /* network order; 0 = no IPv4 */
 volatile const __u8 endpoint_ipv6[16] = {};    /* all zero = no IPv6 */
 
+/* Node-wide settings, the same in every program of the node. */
+volatile const __be32 node_ipv4 = 0;           /* the node's IPv4 (network order), underlay address */
+volatile const __u8 node_ipv6[16] = {};        /* the node's IPv6, all zero = none */
+volatile const __u32 tunnel_ifindex = 0;       /* VXLAN device (collect_md); 0 = native routing, never encap */
+volatile const __u32 uplink_ifindex = 0;       /* the node's uplink (host.c attaches there) */
+
 volatile const __u8 trace_level = TRACE_EVERY_PACKET;
 volatile const __u32 event_capture_len = 128;  /* bytes of packet head in events, <= 128 */
 

@@ -20,11 +20,14 @@
 #define DROP_INVALID_PACKET                          134 // Malformed L2/L3 header: truncated, bad version, bad IHL, bad length
 #define DROP_CT_TRUNCATED_OR_INVALID_HEADER          135 // L4 header truncated or invalid (incl. first fragments hiding it)
 #define DROP_UNSUPPORTED_L3_PROTOCOL                 139 // EtherType is neither IPv4, IPv6 nor ARP
+#define DROP_ERROR_WRITING_TO_PACKET                 141 // Packet metadata (tunnel key) could not be written
 #define DROP_UNKNOWN_L4_PROTOCOL                     142 // L4 protocol cannot be handled here
+#define DROP_ERROR_RETRIEVING_TUNNEL_KEY             147 // Packet from the overlay without a readable tunnel key
 #define DROP_CT_MAP_INSERTION_FAILED                 155 // Conntrack entry could not be created (map full)
 #define DROP_INVALID_IPV6_EXTENSION_HEADER           156 // IPv6 extension header chain truncated, malformed or too long
 #define DROP_IP_FRAGMENTATION_NOT_SUPPORTED          157 // Fragment that cannot be handled (overlapping L4 header, RFC 1858)
 #define DROP_NO_SERVICE                              158 // Service has no backend
+#define DROP_INVALID_IDENTITY                        171 // Security identity 0 (unknown) where one is required, e.g. VNI 0
 #define DROP_FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND 175 // Non-first fragment whose first fragment was not seen
 #define DROP_POLICY_DENY                             181 // Denied by a deny policy entry
 #define DROP_TTL_EXCEEDED                            196 // TTL or hop limit reached zero on forward

@@ -44,7 +44,8 @@ struct event {
 	__u8 type;            /* EVENT_TRACE | EVENT_DROP */
 	__u8 obs_point;       /* OBS_*: where the packet goes (trace) or was seen (drop) */
 	__u8 ct_state;        /* CT_* */
-	__u8 direction;       /* DIR_INGRESS | DIR_EGRESS relative to the endpoint */
+	__u8 direction;       /* DIR_INGRESS | DIR_EGRESS relative to the endpoint
+			       * (node programs, ep_id 0: to/from the node) */
 	__u16 reason;         /* drop reason; REASON_PUNT_TO_PROXY on redirect; else 0 */
 	__u16 ep_id;
 	__u32 src_identity;
@@ -56,8 +57,11 @@ struct event {
 	__u8 verdict;         /* VERDICT_* */
 	__u32 orig_len;       /* packet length */
 	__u16 cap_len;        /* bytes of data[] that are valid */
-	__u16 pad;
-	__u32 pad2;
+	__u8 tunnel_family;   /* FAMILY_IPV4 when the packet was encapsulated (TO_OVERLAY)
+			       * or came out of the overlay (from_overlay); else 0 */
+	__u8 pad;
+	__u32 tunnel_id;      /* VNI set (encap) or received (from_overlay), else 0 */
+	union v6addr tunnel_endpoint; /* remote node of the tunnel (IPv4 in p32[0]), else zero */
 	__u8 data[EVENT_CAPTURE_MAX];
 };
 
@@ -113,6 +117,9 @@ struct event_info {
 	__u32 ifindex;
 	__u32 rule_id;
 	__be16 proxy_port;
+	__u8 tunnel_family;
+	__u32 tunnel_id;
+	__be32 tunnel_endpoint; /* IPv4 underlay only */
 };
 
 /* event_send writes an event with the head of the packet to the ring
@@ -147,8 +154,12 @@ static __always_inline void event_send(struct __sk_buff *ctx, const struct event
 	e->policy_match = info->policy_match;
 	e->verdict = info->verdict;
 	e->orig_len = ctx->len;
+	e->tunnel_family = info->tunnel_family;
 	e->pad = 0;
-	e->pad2 = 0;
+	e->tunnel_id = info->tunnel_id;
+	e->tunnel_endpoint.d64[0] = 0;
+	e->tunnel_endpoint.d64[1] = 0;
+	e->tunnel_endpoint.p32[0] = info->tunnel_endpoint;
 	if (cap == 0 || bpf_skb_load_bytes(ctx, 0, e->data, cap) < 0)
 		cap = 0;
 	e->cap_len = cap;

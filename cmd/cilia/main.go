@@ -21,7 +21,8 @@ Run "cilia help <command>" for the details of a command.`,
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newVersionCmd(), newBenchCmd(), newScenarioCmd(), newPolicyCmd(), newDriverCmd())
+	root.AddCommand(newVersionCmd(), newBenchCmd(), newScenarioCmd(), newPolicyCmd(), newDriverCmd(), newReplayCmd())
+	root.AddCommand(newSimCmd())
 	return root
 }
 

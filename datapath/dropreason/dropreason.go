@@ -57,9 +57,15 @@ const (
 	// UnsupportedL3Protocol is 139 UNSUPPORTED_L3_PROTOCOL: EtherType is
 	// neither IPv4, IPv6 nor ARP.
 	UnsupportedL3Protocol Reason = 139
+	// ErrorWritingToPacket is 141 ERROR_WRITING_TO_PACKET: packet metadata
+	// (the tunnel key) could not be written.
+	ErrorWritingToPacket Reason = 141
 	// UnknownL4Protocol is 142 UNKNOWN_L4_PROTOCOL: L4 protocol cannot be
 	// handled here.
 	UnknownL4Protocol Reason = 142
+	// ErrorRetrievingTunnelKey is 147 ERROR_RETRIEVING_TUNNEL_KEY: packet
+	// from the overlay without a readable tunnel key.
+	ErrorRetrievingTunnelKey Reason = 147
 	// CTMapInsertionFailed is 155 CT_MAP_INSERTION_FAILED: conntrack entry
 	// could not be created (map full).
 	CTMapInsertionFailed Reason = 155
@@ -71,6 +77,9 @@ const (
 	IPFragmentationNotSupported Reason = 157
 	// NoService is 158 NO_SERVICE: service has no backend.
 	NoService Reason = 158
+	// InvalidIdentity is 171 INVALID_IDENTITY: security identity 0
+	// (unknown) where one is required, e.g. VNI 0.
+	InvalidIdentity Reason = 171
 	// FirstLogicalDatagramFragmentNotFound is 175
 	// FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND: non-first fragment whose
 	// first fragment was not seen.
@@ -115,11 +124,14 @@ var catalogue = []entry{
 	{InvalidPacket, "INVALID_PACKET", "Malformed L2/L3 header: truncated, bad version, bad IHL, bad length"},
 	{CTTruncatedOrInvalidHeader, "CT_TRUNCATED_OR_INVALID_HEADER", "L4 header truncated or invalid (incl. first fragments hiding it)"},
 	{UnsupportedL3Protocol, "UNSUPPORTED_L3_PROTOCOL", "EtherType is neither IPv4, IPv6 nor ARP"},
+	{ErrorWritingToPacket, "ERROR_WRITING_TO_PACKET", "Packet metadata (tunnel key) could not be written"},
 	{UnknownL4Protocol, "UNKNOWN_L4_PROTOCOL", "L4 protocol cannot be handled here"},
+	{ErrorRetrievingTunnelKey, "ERROR_RETRIEVING_TUNNEL_KEY", "Packet from the overlay without a readable tunnel key"},
 	{CTMapInsertionFailed, "CT_MAP_INSERTION_FAILED", "Conntrack entry could not be created (map full)"},
 	{InvalidIPv6ExtensionHeader, "INVALID_IPV6_EXTENSION_HEADER", "IPv6 extension header chain truncated, malformed or too long"},
 	{IPFragmentationNotSupported, "IP_FRAGMENTATION_NOT_SUPPORTED", "Fragment that cannot be handled (overlapping L4 header, RFC 1858)"},
 	{NoService, "NO_SERVICE", "Service has no backend"},
+	{InvalidIdentity, "INVALID_IDENTITY", "Security identity 0 (unknown) where one is required, e.g. VNI 0"},
 	{FirstLogicalDatagramFragmentNotFound, "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND", "Non-first fragment whose first fragment was not seen"},
 	{PolicyDeny, "POLICY_DENY", "Denied by a deny policy entry"},
 	{TTLExceeded, "TTL_EXCEEDED", "TTL or hop limit reached zero on forward"},

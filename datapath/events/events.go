@@ -3,12 +3,12 @@
 package events
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
@@ -38,6 +38,12 @@ const (
 	ObsToStack      ObservationPoint = 3
 	ObsToOverlay    ObservationPoint = 4
 	ObsFromEndpoint ObservationPoint = 5
+	ObsFromProxy    ObservationPoint = 6
+	ObsFromHost     ObservationPoint = 7
+	ObsFromStack    ObservationPoint = 8
+	ObsFromOverlay  ObservationPoint = 9
+	ObsFromNetwork  ObservationPoint = 10
+	ObsToNetwork    ObservationPoint = 11
 	ObsToEndpoint   ObservationPoint = 101
 )
 
@@ -54,6 +60,18 @@ func (o ObservationPoint) String() string {
 		return "TO_OVERLAY"
 	case ObsFromEndpoint:
 		return "FROM_ENDPOINT"
+	case ObsFromProxy:
+		return "FROM_PROXY"
+	case ObsFromHost:
+		return "FROM_HOST"
+	case ObsFromStack:
+		return "FROM_STACK"
+	case ObsFromOverlay:
+		return "FROM_OVERLAY"
+	case ObsFromNetwork:
+		return "FROM_NETWORK"
+	case ObsToNetwork:
+		return "TO_NETWORK"
 	case ObsToEndpoint:
 		return "TO_ENDPOINT"
 	}
@@ -108,7 +126,14 @@ type Event struct {
 	PolicyMatch      uint8
 	Verdict          Verdict
 	OrigLen          uint32
-	Data             []byte // head of the packet
+	// TunnelID is the VNI of an encapsulated packet (trace TO_OVERLAY)
+	// or of one that came out of the overlay (from_overlay): the source's
+	// security identity. 0 when there was no tunnel.
+	TunnelID uint32
+	// TunnelEndpoint is the remote node of the tunnel (IPv4), the zero
+	// Addr when there was no tunnel.
+	TunnelEndpoint netip.Addr
+	Data           []byte // head of the packet
 }
 
 // IsDrop reports whether e is a drop event.
@@ -120,8 +145,12 @@ func (e Event) String() string {
 		return fmt.Sprintf("drop %s ep=%d dir=%s %d->%d rule=%d ct=%d", e.Reason, e.EndpointID, e.Direction,
 			e.SrcIdentity, e.DstIdentity, e.RuleID, e.CTState)
 	}
-	return fmt.Sprintf("trace %s %s ifindex=%d ep=%d dir=%s %d->%d rule=%d ct=%d", e.Verdict, e.ObservationPoint,
-		e.Ifindex, e.EndpointID, e.Direction, e.SrcIdentity, e.DstIdentity, e.RuleID, e.CTState)
+	tun := ""
+	if e.TunnelEndpoint.IsValid() {
+		tun = fmt.Sprintf(" tunnel=%s/vni=%d", e.TunnelEndpoint, e.TunnelID)
+	}
+	return fmt.Sprintf("trace %s %s ifindex=%d ep=%d dir=%s %d->%d rule=%d ct=%d%s", e.Verdict, e.ObservationPoint,
+		e.Ifindex, e.EndpointID, e.Direction, e.SrcIdentity, e.DstIdentity, e.RuleID, e.CTState, tun)
 }
 
 // ErrShortRecord is returned by Decode for a record smaller than struct event.
@@ -130,15 +159,24 @@ var ErrShortRecord = errors.New("short event record")
 // Decode decodes one ring buffer record.
 func Decode(raw []byte) (Event, error) {
 	var r maps.Event
-	if len(raw) < binary.Size(r) {
+	size := int(unsafe.Sizeof(r))
+	if len(raw) < size {
 		return Event{}, fmt.Errorf("decode event: %w: %d bytes", ErrShortRecord, len(raw))
 	}
-	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &r); err != nil {
-		return Event{}, fmt.Errorf("decode event: %w", err)
-	}
+	// The record is a struct event in native byte order, and maps.Event
+	// has its exact layout (checked against BTF in datapath/maps): copy
+	// it over instead of decoding field by field with reflection.
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), size), raw)
 	capLen := int(r.CapLen)
 	if capLen > len(r.Data) {
 		capLen = len(r.Data)
+	}
+	var tep netip.Addr
+	switch r.TunnelFamily {
+	case maps.FamilyIPv4:
+		tep = netip.AddrFrom4([4]byte(r.TunnelEndpoint[:4]))
+	case maps.FamilyIPv6:
+		tep = netip.AddrFrom16(r.TunnelEndpoint)
 	}
 	return Event{
 		Timestamp:        time.Duration(r.Timestamp),
@@ -156,6 +194,8 @@ func Decode(raw []byte) (Event, error) {
 		PolicyMatch:      r.PolicyMatch,
 		Verdict:          Verdict(r.Verdict),
 		OrigLen:          r.OrigLen,
+		TunnelID:         r.TunnelID,
+		TunnelEndpoint:   tep,
 		Data:             append([]byte(nil), r.Data[:capLen]...),
 	}, nil
 }
@@ -185,10 +225,14 @@ func (r *Reader) Read() (Event, error) {
 }
 
 // Drain returns every event already in the ring buffer without waiting.
+// While records are there it reads them straight from the ring, with no
+// system call: the walker drains after every program run.
 func (r *Reader) Drain() ([]Event, error) {
 	var out []Event
+	// Should the reader poll (it does when it last saw the ring empty), a
+	// deadline of now makes the poll return at once.
 	r.rd.SetDeadline(time.Now())
-	for {
+	for r.rd.AvailableBytes() > 0 {
 		err := r.rd.ReadInto(&r.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return out, nil
@@ -202,6 +246,7 @@ func (r *Reader) Drain() ([]Event, error) {
 		}
 		out = append(out, e)
 	}
+	return out, nil
 }
 
 // Close closes the reader; a blocked Read returns.

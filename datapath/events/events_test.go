@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/cilium/cilium/api/v1/flow"
 	"github.com/cilium/ebpf"
 
 	"github.com/ciliaproject/cilia/datapath"
@@ -54,9 +55,11 @@ func sampleRecord() maps.Event {
 		Verdict:      uint8(events.VerdictRedirected),
 		OrigLen:      1514,
 		CapLen:       40,
-		Pad:          0xffff,
-		Pad2:         0xffffffff,
+		TunnelFamily: maps.FamilyIPv4,
+		Pad:          0xff,
+		TunnelID:     0x00abcdef,
 	}
+	copy(r.TunnelEndpoint[:], []byte{192, 0, 2, 7})
 	for i := range r.Data {
 		r.Data[i] = byte(i + 1)
 	}
@@ -66,8 +69,8 @@ func sampleRecord() maps.Event {
 func TestDecodeRoundTrip(t *testing.T) {
 	r := sampleRecord()
 	raw := encode(t, r)
-	if len(raw) != 176 {
-		t.Fatalf("struct event encodes to %d bytes, want 176 (sizeof(struct event))", len(raw))
+	if len(raw) != 192 {
+		t.Fatalf("struct event encodes to %d bytes, want 192 (sizeof(struct event))", len(raw))
 	}
 	// The proxy port is in network order in the record: its first byte is
 	// the high byte of 15001 (0x3a99).
@@ -95,6 +98,8 @@ func TestDecodeRoundTrip(t *testing.T) {
 		PolicyMatch:      events.MatchL3 | events.MatchL4,
 		Verdict:          events.VerdictRedirected,
 		OrigLen:          1514,
+		TunnelID:         0x00abcdef,
+		TunnelEndpoint:   netip.MustParseAddr("192.0.2.7"),
 		Data:             r.Data[:40],
 	}
 	if !equalEvents(e, want) {
@@ -103,7 +108,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 
 	// Data is a copy truncated to cap_len: changing raw afterwards does
 	// not change it.
-	raw[176-maps.EventCaptureMax] ^= 0xff // data[0]
+	raw[192-maps.EventCaptureMax] ^= 0xff // data[0]
 	if !bytes.Equal(e.Data, r.Data[:40]) {
 		t.Errorf("Data aliases the record")
 	}
@@ -189,6 +194,8 @@ func TestEventString(t *testing.T) {
 		events.ObsToProxy: "TO_PROXY", events.ObsToHost: "TO_HOST", events.ObsToStack: "TO_STACK",
 		events.ObsToOverlay: "TO_OVERLAY", events.ObsFromEndpoint: "FROM_ENDPOINT",
 		events.ObsToEndpoint: "TO_ENDPOINT", 77: "UNKNOWN_POINT(77)",
+		events.ObsFromProxy: "FROM_PROXY", events.ObsFromHost: "FROM_HOST", events.ObsFromStack: "FROM_STACK",
+		events.ObsFromOverlay: "FROM_OVERLAY", events.ObsFromNetwork: "FROM_NETWORK", events.ObsToNetwork: "TO_NETWORK",
 	} {
 		if got := o.String(); got != want {
 			t.Errorf("ObservationPoint(%d).String() = %q, want %q", o, got, want)
@@ -358,5 +365,19 @@ func TestReaderReadsDatapathEvents(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("Close did not unblock Read")
+	}
+}
+
+// TestObservationPointsAreHubbles: every named point has the number and
+// name of flow.TraceObservationPoint.
+func TestObservationPointsAreHubbles(t *testing.T) {
+	for _, o := range []events.ObservationPoint{
+		events.ObsToProxy, events.ObsToHost, events.ObsToStack, events.ObsToOverlay, events.ObsFromEndpoint,
+		events.ObsFromProxy, events.ObsFromHost, events.ObsFromStack, events.ObsFromOverlay,
+		events.ObsFromNetwork, events.ObsToNetwork, events.ObsToEndpoint,
+	} {
+		if got := flow.TraceObservationPoint(o).String(); got != o.String() {
+			t.Errorf("point %d: ours %s, Hubble's %s", o, o, got)
+		}
 	}
 }

@@ -209,23 +209,49 @@ const EventCaptureMax = 128
 
 // Event mirrors struct event (events.h), one ring buffer record.
 type Event struct {
-	Timestamp    uint64                `btf:"timestamp"`
-	Type         uint8                 `btf:"type"`
-	ObsPoint     uint8                 `btf:"obs_point"`
-	CTState      uint8                 `btf:"ct_state"`
-	Direction    uint8                 `btf:"direction"`
-	Reason       uint16                `btf:"reason"`
-	EndpointID   uint16                `btf:"ep_id"`
-	SrcIdentity  uint32                `btf:"src_identity"`
-	DstIdentity  uint32                `btf:"dst_identity"`
-	Ifindex      uint32                `btf:"ifindex"`
-	RuleID       uint32                `btf:"rule_id"`
-	ProxyPortNet uint16                `btf:"proxy_port"`
-	PolicyMatch  uint8                 `btf:"policy_match"`
-	Verdict      uint8                 `btf:"verdict"`
-	OrigLen      uint32                `btf:"orig_len"`
-	CapLen       uint16                `btf:"cap_len"`
-	Pad          uint16                `btf:"pad"`
-	Pad2         uint32                `btf:"pad2"`
-	Data         [EventCaptureMax]byte `btf:"data"`
+	Timestamp      uint64                `btf:"timestamp"`
+	Type           uint8                 `btf:"type"`
+	ObsPoint       uint8                 `btf:"obs_point"`
+	CTState        uint8                 `btf:"ct_state"`
+	Direction      uint8                 `btf:"direction"`
+	Reason         uint16                `btf:"reason"`
+	EndpointID     uint16                `btf:"ep_id"`
+	SrcIdentity    uint32                `btf:"src_identity"`
+	DstIdentity    uint32                `btf:"dst_identity"`
+	Ifindex        uint32                `btf:"ifindex"`
+	RuleID         uint32                `btf:"rule_id"`
+	ProxyPortNet   uint16                `btf:"proxy_port"`
+	PolicyMatch    uint8                 `btf:"policy_match"`
+	Verdict        uint8                 `btf:"verdict"`
+	OrigLen        uint32                `btf:"orig_len"`
+	CapLen         uint16                `btf:"cap_len"`
+	TunnelFamily   uint8                 `btf:"tunnel_family"` // FamilyIPv4 when encapsulated / from the overlay
+	Pad            uint8                 `btf:"pad"`
+	TunnelID       uint32                `btf:"tunnel_id"`       // VNI (the source identity)
+	TunnelEndpoint [16]byte              `btf:"tunnel_endpoint"` // remote node, IPv4 in the first 4 bytes
+	Data           [EventCaptureMax]byte `btf:"data"`
+}
+
+// skb->mark values handed between the programs of a node (mark.h).
+const (
+	MarkMagicHostMask uint32 = 0x0F00
+	MarkMagicToProxy  uint32 = 0x0200
+	MarkMagicIdentity uint32 = 0x0F00
+)
+
+// IdentityMark returns the skb->mark carrying identity (mark.h
+// mark_encode_identity): its bits 0-15 in mark bits 16-31, bits 16-23 in
+// mark bits 0-7, bits 24-27 in mark bits 12-15 (local CIDR identities),
+// MarkMagicIdentity in bits 8-11. Bits above 27 are lost.
+func IdentityMark(identity uint32) uint32 {
+	return MarkMagicIdentity | (identity&0xFFFF)<<16 | (identity>>16)&0xFF | (identity>>24&0xF)<<12
+}
+
+// MarkIdentity returns the identity mark carries, and whether it carries
+// one (mark.h mark_has_identity, mark_identity).
+func MarkIdentity(mark uint32) (uint32, bool) {
+	if mark&MarkMagicHostMask != MarkMagicIdentity {
+		return 0, false
+	}
+	return (mark>>16)&0xFFFF | (mark&0xFF)<<16 | (mark>>12&0xF)<<24, true
 }

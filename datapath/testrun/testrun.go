@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -30,6 +31,9 @@ const (
 
 // Options configure a Harness.
 type Options struct {
+	// Node configures the node maps; Node.Config is the node-wide
+	// configuration (node addresses, uplink and tunnel ifindex) every
+	// program of the harness is loaded with.
 	Node     datapath.NodeOptions
 	Settings datapath.Settings
 }
@@ -40,6 +44,7 @@ type Harness struct {
 	settings  datapath.Settings
 	events    *events.Reader
 	endpoints []*Endpoint
+	closers   []interface{ Close() error }
 }
 
 // New creates a harness with fresh node maps (not pinned unless
@@ -61,6 +66,9 @@ func New(opts Options) (*Harness, error) {
 func (h *Harness) Close() error {
 	for _, ep := range h.endpoints {
 		ep.Close()
+	}
+	for i := len(h.closers) - 1; i >= 0; i-- {
+		h.closers[i].Close()
 	}
 	h.events.Close()
 	return h.Node.Close()
@@ -217,9 +225,43 @@ func (r Result) String() string {
 }
 
 // skbContext is the head of struct __sk_buff that BPF_PROG_TEST_RUN
-// accepts in ctx_in (len and pkt_type must be zero; mark is kept).
+// accepts in ctx_in, up to cb: len, pkt_type and everything between mark
+// and priority, and between ifindex and cb, must be zero; mark, priority,
+// ingress_ifindex, ifindex and cb are kept.
 type skbContext struct {
-	Len, PktType, Mark uint32
+	Len, PktType, Mark                uint32
+	QueueMapping, Protocol            uint32
+	VlanPresent, VlanTCI, VlanProto   uint32
+	Priority, IngressIfindex, Ifindex uint32
+	TCIndex                           uint32
+	CB                                [5]uint32
+}
+
+// RunContext is the skb state a run starts with.
+type RunContext struct {
+	// Mark is skb->mark on entry.
+	Mark uint32
+	// CB is skb->cb (the tunnel shim reads its key there).
+	CB [5]uint32
+	// IngressIfindex is skb->ingress_ifindex; Ifindex is skb->ifindex,
+	// which must be 0 or 1 or an interface of the current netns (the kernel
+	// looks it up).
+	IngressIfindex, Ifindex uint32
+}
+
+// encode lays out the skbContext of in as bytes, without reflection (the
+// walker runs a program per hop of every packet).
+func (in RunContext) encode() []byte {
+	var b [unsafe.Sizeof(skbContext{})]byte
+	put := func(off uintptr, v uint32) { binary.NativeEndian.PutUint32(b[off:], v) }
+	var c skbContext
+	put(unsafe.Offsetof(c.Mark), in.Mark)
+	put(unsafe.Offsetof(c.IngressIfindex), in.IngressIfindex)
+	put(unsafe.Offsetof(c.Ifindex), in.Ifindex)
+	for i, v := range in.CB {
+		put(unsafe.Offsetof(c.CB)+uintptr(4*i), v)
+	}
+	return b[:]
 }
 
 // skbSize is sizeof(struct __sk_buff): the kernel refuses a ctx_out buffer
@@ -235,11 +277,25 @@ var skbSize = sync.OnceValue(func() int {
 	return 192
 })
 
-// run runs prog on pkt and collects the events it emitted.
+// run runs prog on pkt from a zero skb context.
 func (h *Harness) run(name string, prog *ebpf.Program, pkt []byte) (Result, error) {
-	out := make([]byte, len(pkt)+256)
+	return h.Run(name, prog, pkt, RunContext{})
+}
+
+// Run runs prog (named name in the result) on pkt with the skb state in,
+// and collects the events it emitted. The result's packet is as long as
+// the kernel reports the packet after the run (a program may grow or
+// shrink it); its mark is skb->mark after the run. It is the low-level
+// step a packet walker builds on.
+func (h *Harness) Run(name string, prog *ebpf.Program, pkt []byte, in RunContext) (Result, error) {
 	ctxOut := make([]byte, skbSize())
-	ret, err := prog.Run(&ebpf.RunOptions{Data: pkt, DataOut: out, Context: skbContext{}, ContextOut: ctxOut})
+	opts := &ebpf.RunOptions{
+		Data:       pkt,
+		DataOut:    make([]byte, len(pkt)+256),
+		Context:    in.encode(),
+		ContextOut: ctxOut,
+	}
+	ret, err := prog.Run(opts)
 	if err != nil {
 		return Result{}, fmt.Errorf("run %s: %w", name, err)
 	}
@@ -247,7 +303,8 @@ func (h *Harness) run(name string, prog *ebpf.Program, pkt []byte) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{Program: name, Code: int(ret), Packet: out[:len(pkt)], Mark: binary.NativeEndian.Uint32(ctxOut[8:]), Events: evs}, nil
+	// Run reslices DataOut to the length the kernel reports.
+	return Result{Program: name, Code: int(ret), Packet: opts.DataOut, Mark: binary.NativeEndian.Uint32(ctxOut[8:]), Events: evs}, nil
 }
 
 // FromContainer runs the endpoint's from_container on pkt (the pod sends).

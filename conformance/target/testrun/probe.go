@@ -3,21 +3,25 @@ package testrun
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/ciliaproject/cilia/conformance/scenario"
 	"github.com/ciliaproject/cilia/conformance/target"
-	"github.com/ciliaproject/cilia/datapath/events"
 	dptestrun "github.com/ciliaproject/cilia/datapath/testrun"
+	"github.com/ciliaproject/cilia/sim/walker"
 )
 
-// side is one end of a probe: an address, the node whose datapath it
-// meets, and its endpoint when it is a pod.
+// side is one end of a probe: its address, where its packets enter the
+// cluster, where a packet addressed to it ends up, and the MACs a frame it
+// sends carries.
 type side struct {
-	name string
-	addr netip.Addr
-	node *node
-	ep   *dptestrun.Endpoint
+	name           string
+	addr           netip.Addr
+	entry          walker.Entry
+	at             string // walker.Walk.At of a packet delivered to it
+	outcome        walker.Outcome
+	srcMAC, dstMAC net.HardwareAddr
 }
 
 // exchange is one packet of a probe's exchange.
@@ -27,11 +31,14 @@ type exchange struct {
 	name       string
 }
 
-// Probe implements target.Target: it runs the probe's exchange (TCP: SYN,
+// Probe implements target.Target: it walks the probe's exchange (TCP: SYN,
 // SYN-ACK, ACK; UDP, SCTP and ICMP echo: request and reply) through the
-// datapath and reports Allowed when every packet was delivered, Denied with
-// the drop reason of the first packet that was not.
+// cluster and reports Allowed when every packet reached the other side,
+// Denied with the drop reason of the first packet that did not.
 func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observation, error) {
+	if t.c == nil {
+		return target.Observation{}, fmt.Errorf("probe %s: no cluster (Setup failed)", p.ID)
+	}
 	client, err := t.side(p.From, p.Family)
 	if err != nil {
 		return target.Observation{}, fmt.Errorf("probe %s: from: %w", p.ID, err)
@@ -39,9 +46,6 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 	server, err := t.side(p.To, p.Family)
 	if err != nil {
 		return target.Observation{}, fmt.Errorf("probe %s: to: %w", p.ID, err)
-	}
-	if client.ep == nil && server.ep == nil {
-		return target.Observation{}, fmt.Errorf("probe %s: neither %s nor %s is a pod", p.ID, client.name, server.name)
 	}
 	proto, err := protoNumber(p.Protocol, p.Family)
 	if err != nil {
@@ -57,69 +61,43 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 		steps = []exchange{{true, 0, "request"}, {false, 0, "reply"}}
 	}
 	var obs target.Observation
-	var evs []events.Event
+	var walks []*walker.Walk
 	for i, s := range steps {
-		pkt := craft(proto, client.addr, server.addr, cport, p.Port, s)
 		from, to := client, server
 		if !s.fromClient {
 			from, to = server, client
 		}
-		delivered, out, pevs, drop, err := t.walk(from, to, pkt)
-		evs = append(evs, pevs...)
+		pkt := craft(proto, client.addr, server.addr, cport, p.Port, s)
+		copy(pkt[0:6], from.dstMAC)
+		copy(pkt[6:12], from.srcMAC)
+		w, err := t.c.Walker.Walk(from.entry, pkt)
+		if w != nil {
+			walks = append(walks, w)
+		}
 		if err != nil {
 			return obs, fmt.Errorf("probe %s: %s: %w", p.ID, s.name, err)
 		}
-		if i == 0 && delivered {
-			obs.SourceSeen, _ = dptestrun.FrameAddrs(out)
+		reached := w.Outcome == to.outcome && w.At == to.at
+		if i == 0 && reached {
+			obs.SourceSeen, _ = dptestrun.FrameAddrs(w.Packet)
 		}
-		if !delivered {
+		if !reached {
 			obs.Verdict = target.Denied
-			if drop != nil {
-				obs.DropReason = drop.Reason.String()
+			if d := firstDrop(walks); d != nil {
+				obs.DropReason = d.Reason.String()
+			} else if w.Outcome != walker.Dropped {
+				return obs, fmt.Errorf("probe %s: %s went to %s (%s), not to %s:\n%s", p.ID, s.name, w.At, w.Outcome, to.name, w)
 			}
-			obs.Flows = t.flowsOf(evs)
+			obs.Flows = t.flowsOf(walks)
 			return obs, nil
 		}
 	}
 	obs.Verdict = target.Allowed
-	if server.ep != nil && p.To.Kind == scenario.PeerPod {
+	if p.To.Kind == scenario.PeerPod {
 		obs.Backend = p.To.Name
 	}
-	obs.Flows = t.flowsOf(evs)
+	obs.Flows = t.flowsOf(walks)
 	return obs, nil
-}
-
-// walk moves one packet from one side to the other: through the sender's
-// from_container when it is a pod, then (on the receiver's node) through
-// the receiver's to_container when it is a pod.
-func (t *Target) walk(from, to side, pkt []byte) (delivered bool, out []byte, evs []events.Event, drop *events.Event, err error) {
-	collect := func(p dptestrun.Path) {
-		evs = append(evs, p.Events()...)
-		if d, ok := p.Drop(); ok && drop == nil {
-			drop = &d
-		}
-	}
-	if from.ep != nil {
-		p, err := from.node.harness.Send(from.ep, pkt)
-		if err != nil {
-			return false, nil, evs, drop, err
-		}
-		collect(p)
-		if !p.Delivered {
-			return false, nil, evs, drop, nil
-		}
-		local := to.ep != nil && to.node == from.node
-		if to.ep == nil || local {
-			return true, p.Packet, evs, drop, nil
-		}
-		pkt = p.Packet
-	}
-	p, err := to.node.harness.Receive(to.ep, pkt)
-	if err != nil {
-		return false, nil, evs, drop, err
-	}
-	collect(p)
-	return p.Delivered, p.Packet, evs, drop, nil
 }
 
 // side resolves a probe peer for family fam.
@@ -130,35 +108,43 @@ func (t *Target) side(peer scenario.Peer, fam scenario.Family) (side, error) {
 		}
 		return v4
 	}
+	state, topo := t.c.State(), t.c.Topology
 	var s side
 	switch peer.Kind {
 	case scenario.PeerPod:
-		p, ok := t.state.Pod(peer.Name)
+		p, ok := state.Pod(peer.Name)
 		if !ok {
 			return s, fmt.Errorf("no pod %s", peer.Name)
 		}
-		n := t.nodes[p.Node]
-		if n == nil {
-			return s, fmt.Errorf("pod %s: no node %s", peer.Name, p.Node)
+		tp := topo.Pods[peer.Name]
+		if tp == nil {
+			return s, fmt.Errorf("pod %s is not in the simulated cluster", peer.Name)
 		}
-		s = side{name: peer.Name, addr: pick(p.IPv4, p.IPv6), node: n}
-		if s.ep = n.harness.EndpointByAddr(s.addr); s.ep == nil {
-			return s, fmt.Errorf("pod %s has no endpoint for %s", peer.Name, s.addr)
-		}
+		s = side{name: peer.Name, addr: pick(p.IPv4, p.IPv6), at: "pod " + peer.Name, outcome: walker.Delivered,
+			entry:  walker.Entry{Node: tp.Node, Hook: walker.FromContainer, Pod: peer.Name},
+			srcMAC: tp.Eth0.MAC, dstMAC: tp.HostVeth.MAC}
 	case scenario.PeerExternal:
-		e, ok := t.state.External(peer.Name)
+		e, ok := state.External(peer.Name)
 		if !ok {
 			return s, fmt.Errorf("no external %s", peer.Name)
 		}
-		s = side{name: peer.Name, addr: pick(e.IPv4, e.IPv6)}
+		s = side{name: peer.Name, addr: pick(e.IPv4, e.IPv6), at: "external " + peer.Name, outcome: walker.LeftCluster,
+			entry: walker.Entry{Hook: walker.Fabric}}
+		for _, te := range topo.Externals {
+			if te.Name == peer.Name {
+				s.srcMAC, s.dstMAC = te.Eth0.MAC, topo.Fabric.Bridge.MAC
+			}
+		}
 	case scenario.PeerNode:
-		n, ok := t.nodes[peer.Name]
-		if !ok {
+		n := topo.Node(peer.Name)
+		if n == nil {
 			return s, fmt.Errorf("no node %s", peer.Name)
 		}
-		s = side{name: "node:" + peer.Name, addr: pick(n.spec.IPv4, n.spec.IPv6), node: n}
+		s = side{name: "node:" + peer.Name, addr: pick(n.IPv4, n.IPv6), at: "node " + peer.Name, outcome: walker.Delivered,
+			entry: walker.Entry{Node: peer.Name, Hook: walker.Stack}, srcMAC: n.Uplink.MAC, dstMAC: n.Uplink.MAC}
 	case scenario.PeerIP:
-		s = side{name: peer.Addr.String(), addr: peer.Addr}
+		s = side{name: peer.Addr.String(), addr: peer.Addr, at: "outside " + peer.Addr.String(), outcome: walker.LeftCluster,
+			entry: walker.Entry{Hook: walker.Fabric}, srcMAC: topo.Fabric.Bridge.MAC, dstMAC: topo.Fabric.Bridge.MAC}
 	case scenario.PeerService:
 		return s, fmt.Errorf("services are not supported by the testrun target yet")
 	default:

@@ -1,0 +1,350 @@
+// Package netns is the conformance target of real traffic: the reference
+// agent's programs are attached with tcx to the real devices of a
+// simulated cluster (sim/cluster with Attach: veths of the pods, node
+// uplinks, VXLAN devices), and every probe is a real exchange over
+// sockets (sim/traffic) from the client's network namespace to small
+// servers in the server's: a TCP connect, a UDP request and its response,
+// an SCTP INIT and its INIT-ACK, an ICMP echo.
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/cilium/api/v1/flow"
+
+	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
+	"github.com/ciliaproject/cilia/conformance/features"
+	"github.com/ciliaproject/cilia/conformance/scenario"
+	"github.com/ciliaproject/cilia/conformance/target"
+	"github.com/ciliaproject/cilia/datapath/events"
+	"github.com/ciliaproject/cilia/sim/cluster"
+	"github.com/ciliaproject/cilia/sim/topology"
+	"github.com/ciliaproject/cilia/sim/traffic"
+)
+
+// Name is the target's name.
+const Name = "netns"
+
+// DefaultTimeout bounds a probe whose packets are dropped: the client
+// gives up after it (unless the datapath reported the drop first).
+const DefaultTimeout = 2 * time.Second
+
+func init() {
+	target.Register(Name, func(o target.Options) (target.Target, error) {
+		mode, err := topology.ParseMode(o.Arg)
+		if err != nil {
+			return nil, fmt.Errorf("target netns: %w", err)
+		}
+		return NewWithMode(mode), nil
+	})
+}
+
+// Target is the netns target.
+type Target struct {
+	mode    topology.Mode
+	timeout time.Duration
+	c       *cluster.Cluster
+	servers map[serverKey]*traffic.Server
+}
+
+// serverKey names one server: a network namespace, a protocol and port.
+type serverKey struct {
+	netns string
+	port  traffic.Port
+}
+
+// New returns an unconfigured target (tunnel mode).
+func New() *Target {
+	return &Target{mode: topology.Tunnel, timeout: DefaultTimeout, servers: map[serverKey]*traffic.Server{}}
+}
+
+// NewWithMode returns a target whose cluster routes between nodes in mode.
+func NewWithMode(mode topology.Mode) *Target {
+	t := New()
+	t.mode = mode
+	return t
+}
+
+// Name implements target.Target.
+func (t *Target) Name() string { return Name }
+
+// Features implements target.Target: the policy profile and drop reasons
+// (read from the datapath's events while the probe runs).
+func (t *Target) Features() features.Set {
+	fs, _ := features.ProfileFeatures("policy")
+	return features.NewSet(append(fs, features.DropReasons)...)
+}
+
+// Setup implements target.Target.
+func (t *Target) Setup(ctx context.Context, sc *scenario.Scenario) error {
+	c, err := cluster.New(ctx, sc, cluster.Options{Mode: t.mode, Attach: true})
+	if err != nil {
+		return err
+	}
+	t.c = c
+	return nil
+}
+
+// Step implements target.Target. Servers of pods that go away stop with
+// their namespace; a pod added again gets new ones on its first probe.
+func (t *Target) Step(ctx context.Context, st scenario.Step) error {
+	if t.c == nil {
+		return errors.New("step: no cluster (Setup failed)")
+	}
+	for _, key := range st.DeletePods {
+		if p := t.c.Topology.Pods[key]; p != nil {
+			t.stopServers(p.Netns)
+		}
+	}
+	return t.c.Step(st)
+}
+
+// Cluster returns the cluster (nil before Setup).
+func (t *Target) Cluster() *cluster.Cluster { return t.c }
+
+// Close implements target.Target.
+func (t *Target) Close() error {
+	var errs []error
+	for k, s := range t.servers {
+		errs = append(errs, s.Close())
+		delete(t.servers, k)
+	}
+	if t.c != nil {
+		errs = append(errs, t.c.Close())
+		t.c = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Target) stopServers(netnsName string) {
+	for k, s := range t.servers {
+		if k.netns == netnsName {
+			s.Close()
+			delete(t.servers, k)
+		}
+	}
+}
+
+// endpoint is one side of a probe in the cluster.
+type endpoint struct {
+	name  string
+	netns string
+	addrs []netip.Addr
+	addr  netip.Addr
+}
+
+// resolve finds the network namespace and address of a probe peer.
+func (t *Target) resolve(peer scenario.Peer, fam scenario.Family) (endpoint, error) {
+	pick := func(v4, v6 netip.Addr) netip.Addr {
+		if fam == scenario.IPv6 {
+			return v6
+		}
+		return v4
+	}
+	topo := t.c.Topology
+	var e endpoint
+	switch peer.Kind {
+	case scenario.PeerPod:
+		p := topo.Pods[peer.Name]
+		if p == nil {
+			return e, fmt.Errorf("no pod %s in the cluster", peer.Name)
+		}
+		e = endpoint{name: peer.Name, netns: p.Netns, addrs: valid(p.IPv4, p.IPv6), addr: pick(p.IPv4, p.IPv6)}
+	case scenario.PeerNode:
+		n := topo.Node(peer.Name)
+		if n == nil {
+			return e, fmt.Errorf("no node %s", peer.Name)
+		}
+		e = endpoint{name: "node:" + peer.Name, netns: n.Netns, addrs: valid(n.IPv4, n.IPv6), addr: pick(n.IPv4, n.IPv6)}
+	case scenario.PeerExternal:
+		for _, x := range topo.Externals {
+			if x.Name == peer.Name {
+				e = endpoint{name: peer.Name, netns: x.Netns, addrs: valid(x.IPv4, x.IPv6), addr: pick(x.IPv4, x.IPv6)}
+			}
+		}
+		if e.netns == "" {
+			return e, fmt.Errorf("no external %s", peer.Name)
+		}
+	case scenario.PeerIP:
+		e = endpoint{name: peer.Addr.String(), addr: peer.Addr}
+	default:
+		return e, fmt.Errorf("%s peers are not supported by the netns target", peer.Kind)
+	}
+	if !e.addr.IsValid() {
+		return e, fmt.Errorf("%s has no %s address", e.name, fam)
+	}
+	return e, nil
+}
+
+func valid(as ...netip.Addr) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range as {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ensureServer starts a server for port in the server's namespace.
+func (t *Target) ensureServer(e endpoint, port traffic.Port) error {
+	if port.Proto == traffic.Proto(scenario.ICMP) || e.netns == "" {
+		return nil
+	}
+	k := serverKey{e.netns, port}
+	if _, ok := t.servers[k]; ok {
+		return nil
+	}
+	s, err := traffic.Serve(topology.NetnsPath(e.netns), e.name, e.addrs, []traffic.Port{port})
+	if err != nil {
+		return fmt.Errorf("serve %s %d/%s: %w", e.name, port.Port, port.Proto, err)
+	}
+	t.servers[k] = s
+	return nil
+}
+
+// Probe implements target.Target: it runs the exchange with real sockets
+// and watches the nodes' events meanwhile; a drop of the probe's packets
+// ends the wait early (the client would only time out later).
+func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observation, error) {
+	var obs target.Observation
+	if t.c == nil {
+		return obs, fmt.Errorf("probe %s: no cluster (Setup failed)", p.ID)
+	}
+	client, err := t.resolve(p.From, p.Family)
+	if err != nil {
+		return obs, fmt.Errorf("probe %s: from: %w", p.ID, err)
+	}
+	if client.netns == "" {
+		return obs, fmt.Errorf("probe %s: the client %s has no network namespace", p.ID, client.name)
+	}
+	server, err := t.resolve(p.To, p.Family)
+	if err != nil {
+		return obs, fmt.Errorf("probe %s: to: %w", p.ID, err)
+	}
+	proto := traffic.Proto(p.Protocol)
+	if proto == "" {
+		proto = traffic.TCP
+	}
+	if err := t.ensureServer(server, traffic.Port{Proto: proto, Port: p.Port}); err != nil {
+		return obs, fmt.Errorf("probe %s: %w", p.ID, err)
+	}
+	// Events from before the probe are not the probe's.
+	if _, err := t.drain(); err != nil {
+		return obs, err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan traffic.Result, 1)
+	go func() {
+		done <- traffic.Probe(pctx, topology.NetnsPath(client.netns), proto, client.addr,
+			netip.AddrPortFrom(server.addr, p.Port), t.timeout)
+	}()
+	var evs []events.Event
+	var res traffic.Result
+	var drop *events.Event
+	// collect reads the events so far and looks for a drop of the probe's
+	// packets; the first one cancels the probe.
+	collect := func() error {
+		more, err := t.drain()
+		if err != nil {
+			return err
+		}
+		evs = append(evs, more...)
+		if drop == nil {
+			if drop = matchingDrop(more, client.addr, server.addr); drop != nil {
+				cancel()
+			}
+		}
+		return nil
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case res = <-done:
+			break wait
+		case <-tick.C:
+			if err := collect(); err != nil {
+				return obs, err
+			}
+		}
+	}
+	if err := collect(); err != nil {
+		return obs, err
+	}
+	obs.Flows = t.flowsOf(evs)
+	switch {
+	case drop != nil:
+		// The datapath dropped a packet of the exchange (the probe was
+		// cancelled then, rather than left to time out).
+		obs.Verdict, obs.DropReason = target.Denied, drop.Reason.String()
+	case res.Outcome == traffic.Allowed:
+		obs.Verdict = target.Allowed
+		obs.Backend, obs.SourceSeen = res.Backend, res.SourceSeen
+		if proto == traffic.ICMP && p.To.Kind == scenario.PeerPod {
+			// The pod's kernel answers the echo (no server reports a
+			// name or the source it saw): the reply came from the
+			// pod's address, and nothing translates addresses yet.
+			obs.Backend = p.To.Name
+		}
+		if p.To.Kind != scenario.PeerPod {
+			obs.Backend = ""
+		}
+	case res.Outcome == traffic.Error:
+		return obs, fmt.Errorf("probe %s: %s", p.ID, res.Detail)
+	default:
+		// Timeout, refusal or unreachable with no drop event: denied,
+		// reason unknown.
+		obs.Verdict = target.Denied
+	}
+	return obs, nil
+}
+
+// drain collects the events every node's datapath emitted since the last
+// call.
+func (t *Target) drain() ([]events.Event, error) {
+	var out []events.Event
+	for _, name := range t.c.Nodes() {
+		evs, err := t.c.Harness(name).DrainEvents()
+		if err != nil {
+			return out, fmt.Errorf("read events of %s: %w", name, err)
+		}
+		out = append(out, evs...)
+	}
+	return out, nil
+}
+
+// matchingDrop returns the first drop event of a packet between a and b
+// (either direction).
+func matchingDrop(evs []events.Event, a, b netip.Addr) *events.Event {
+	for i := range evs {
+		e := evs[i]
+		if !e.IsDrop() {
+			continue
+		}
+		f := ciliaflow.FromEvent(e, nil)
+		if f.IP == nil {
+			continue
+		}
+		src, dst := f.IP.Source, f.IP.Destination
+		if (src == a.String() && dst == b.String()) || (src == b.String() && dst == a.String()) {
+			return &e
+		}
+	}
+	return nil
+}
+
+// flowsOf converts events to flows named after the scenario's pods.
+func (t *Target) flowsOf(evs []events.Event) []*flow.Flow {
+	out := make([]*flow.Flow, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, ciliaflow.FromEvent(e, t.c.PodNamer))
+	}
+	return out
+}
