@@ -66,7 +66,13 @@ func twoPods(t *testing.T, settings datapath.Settings) (*datapath.Node, *events.
 	t.Helper()
 	testrun.RequirePrivileges(t)
 	nodeNS := testrun.FreshNetns(t)
+	// Forwarding off, so only the datapath can deliver. A new netns takes
+	// the IPv4 setting from the initial one (devconf_inherit_init_net),
+	// where dockerd, for one, turns it on: set it here, then check.
 	for _, sysctl := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+		if err := os.WriteFile(sysctl, []byte("0"), 0o644); err != nil {
+			t.Fatalf("node netns: turn off %s: %v", sysctl, err)
+		}
 		if b, err := os.ReadFile(sysctl); err != nil || strings.TrimSpace(string(b)) != "0" {
 			t.Fatalf("node netns: %s = %q (%v), want 0: only the datapath may deliver", sysctl, b, err)
 		}
