@@ -8,6 +8,7 @@ import (
 	// Targets register themselves; each one linked in here is selectable
 	// with -target.
 	_ "github.com/ciliaproject/cilia/conformance/target/exec"
+	_ "github.com/ciliaproject/cilia/conformance/target/kube"
 	_ "github.com/ciliaproject/cilia/conformance/target/model"
 	_ "github.com/ciliaproject/cilia/conformance/target/netns"
 	_ "github.com/ciliaproject/cilia/conformance/target/testrun"

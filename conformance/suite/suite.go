@@ -272,6 +272,15 @@ func hasMutations(st scenario.Step) bool {
 	return len(st.Apply) > 0 || len(st.Delete) > 0 || len(st.SetLabels) > 0 || len(st.AddPods) > 0 || len(st.DeletePods) > 0
 }
 
+// skipIfUnsupported skips the running spec as unsupported when err says
+// the target cannot do what it needs here (target.ErrUnsupported).
+func skipIfUnsupported(err error) {
+	if errors.Is(err, target.ErrUnsupported) {
+		ginkgo.AddReportEntry(EntryUnsupported, err.Error(), ginkgo.ReportEntryVisibilityNever)
+		ginkgo.Skip("unsupported by the target here: " + err.Error())
+	}
+}
+
 // check is the body of a probe's spec.
 func (r *scenarioRun) check(ctx ginkgo.SpecContext, pp *probePlan) {
 	sc := r.sp.sc
@@ -280,14 +289,19 @@ func (r *scenarioRun) check(ctx ginkgo.SpecContext, pp *probePlan) {
 		ginkgo.Skip(unsupportedMessage(pp.missing))
 	}
 	if r.setupErr != nil {
+		skipIfUnsupported(r.setupErr)
 		ginkgo.Fail(fmt.Sprintf("scenario %s could not be set up on target %s: %v", sc.Metadata.Name, r.plan.cfg.Target, r.setupErr))
 	}
 	r.observe(ctx, pp.step)
 	st := &r.steps[pp.step]
 	if st.err != nil {
+		skipIfUnsupported(st.err)
 		ginkgo.Fail(fmt.Sprintf("step %d of scenario %s: %v", pp.step, sc.Metadata.Name, st.err))
 	}
 	res := st.results[pp.index]
+	if res.err != nil {
+		skipIfUnsupported(res.err)
+	}
 	if res.err == nil && len(res.wrong) == 0 {
 		return
 	}

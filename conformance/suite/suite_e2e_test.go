@@ -448,6 +448,23 @@ func TestEndToEndTargetErrors(t *testing.T) {
 	}
 }
 
+// TestEndToEndTargetUnsupported: a probe the target reports as
+// target.ErrUnsupported is skipped as unsupported, not failed.
+func TestEndToEndTargetUnsupported(t *testing.T) {
+	unsupported := probeID(t, "e2e-l4-steps", 0, "x/a", "x/b", 80, scenario.IPv4)
+	run := runSuite(t, faketarget.Config{
+		Features:  fakeFeatures,
+		Overrides: []faketarget.Override{{Scenario: "e2e-l4-steps", Probe: unsupported, Unsupported: true}},
+	})
+	if run.exit != 0 {
+		t.Errorf("suite exited %d, want 0 (nothing failed)\n%s", run.exit, run.out)
+	}
+	got := outcomes(run.specs)[fmt.Sprintf("e2e-l4-steps / %s", unsupported)]
+	if want := "skipped: unsupported by the target here"; !strings.HasPrefix(got, want) {
+		t.Errorf("%s: %s, want %s…", unsupported, got, want)
+	}
+}
+
 func TestEndToEndFocus(t *testing.T) {
 	focus := probeID(t, "e2e-l4-steps", 1, "x/a", "x/b", 81, scenario.IPv4)
 	run := runSuite(t, faketarget.Config{Features: fakeFeatures}, "-ginkgo.focus="+focus, "-features=policy-l4,policy-knp")

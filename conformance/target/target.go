@@ -5,6 +5,7 @@ package target
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -64,6 +65,12 @@ type Info struct {
 	Name    string
 	Version string
 }
+
+// ErrUnsupported is returned (wrapped) by Setup, Step or Probe for what a
+// target cannot do where it runs although it declares the features: an
+// external host on a real cluster, a CRD the cluster lacks. The suite
+// skips the specs it affects as unsupported instead of failing them.
+var ErrUnsupported = errors.New("unsupported by the target here")
 
 // Options are given to a target's constructor.
 type Options struct {

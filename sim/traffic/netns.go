@@ -11,8 +11,12 @@ import (
 // returns its error. It runs on a goroutine of its own, locked to its
 // thread: if the thread cannot be moved back, the goroutine exits still
 // locked and the runtime throws the thread away, so no thread is ever left
-// in a foreign netns. fn must only create sockets, not block on them.
+// in a foreign netns. fn must only create sockets, not block on them. An
+// empty path is the current netns: fn runs on the calling goroutine.
 func inNetns(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
 	target, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", path, err)

@@ -62,6 +62,8 @@ func probe(ctx context.Context, netnsPath string, proto Proto, src netip.Addr, d
 		return probeSCTP(ctx, netnsPath, src, dst, deadline)
 	case ICMP:
 		return probeICMP(ctx, netnsPath, src, dst.Addr(), deadline)
+	case HTTP:
+		return probeHTTP(ctx, netnsPath, src, dst, HTTPRequest{}, deadline)
 	}
 	return Result{Outcome: Error, Detail: fmt.Sprintf("probe %s: %v", proto, ErrUnknownProto)}
 }
@@ -114,8 +116,28 @@ func socketFile(fd int, name string) (*os.File, syscall.RawConn, error) {
 	return f, rc, nil
 }
 
-// probeTCP connects to dst and reads the server's hello.
+// probeTCP connects to dst, sends the probe line and reads the server's
+// hello.
 func probeTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
+	f, stop, fail := dialTCP(ctx, netnsPath, src, dst, deadline)
+	if f == nil {
+		return fail
+	}
+	defer f.Close()
+	defer stop()
+	// The probe line tells the server this is not an HTTP request, so it
+	// answers at once (a client that sends nothing gets the hello after
+	// helloWait).
+	if _, err := f.Write([]byte(probeLine)); err != nil {
+		return errResult(TCP, "send tcp probe", err)
+	}
+	return readHello(TCP, f)
+}
+
+// dialTCP connects to dst from the netns at netnsPath. On success it
+// returns the connected socket, whose deadline follows deadline and ctx
+// until stop is called; on failure a nil file and the result.
+func dialTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.AddrPort, deadline time.Time) (*os.File, func() bool, Result) {
 	fd := -1
 	err := inNetns(netnsPath, func() error {
 		family := unix.AF_INET
@@ -139,18 +161,17 @@ func probeTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.A
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		return errResult(TCP, "probe tcp", err)
+		return nil, nil, errResult(TCP, "probe tcp", err)
 	}
 	f, rc, err := socketFile(fd, "tcp")
 	if err != nil {
-		return Result{Outcome: Error, Detail: err.Error()}
+		return nil, nil, Result{Outcome: Error, Detail: err.Error()}
 	}
-	defer f.Close()
 	stop, err := watch(ctx, f, deadline)
 	if err != nil {
-		return Result{Outcome: Error, Detail: err.Error()}
+		f.Close()
+		return nil, nil, Result{Outcome: Error, Detail: err.Error()}
 	}
-	defer stop()
 
 	sa := sockaddr(dst.Addr())
 	switch sa := sa.(type) {
@@ -187,9 +208,11 @@ func probeTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.A
 		err = cerr
 	}
 	if err != nil {
-		return errResult(TCP, "connect tcp", err)
+		stop()
+		f.Close()
+		return nil, nil, errResult(TCP, "connect tcp", err)
 	}
-	return readHello(TCP, f)
+	return f, stop, Result{}
 }
 
 // readHello reads a hello ending in a newline (or at EOF) from r.

@@ -297,8 +297,12 @@ func containsPort(ports []uint16, p uint16) bool {
 // nsKey identifies a netns: the device and inode of its file.
 type nsKey struct{ dev, ino uint64 }
 
-// netnsKey returns the key of the netns at path.
+// netnsKey returns the key of the netns at path ("" is the calling
+// thread's).
 func netnsKey(path string) (nsKey, error) {
+	if path == "" {
+		path = "/proc/thread-self/ns/net"
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return nsKey{}, fmt.Errorf("stat netns %s: %w", path, err)

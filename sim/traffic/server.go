@@ -32,6 +32,10 @@ type Server struct {
 // address) answering INITs to the SCTP ports with an INIT-ACK and INITs to
 // other ports with an ABORT. ICMP ports are ignored: the kernel answers
 // echo requests. Every reply carries name and the source address seen.
+// A TCP (or HTTP: the same) server also answers HTTP requests on the same
+// port, with 200 and a JSON body (see HTTPReply). An empty netnsPath
+// serves in the current netns; unspecified addresses (0.0.0.0, ::) serve
+// every address of their family.
 func Serve(netnsPath, name string, addrs []netip.Addr, ports []Port) (*Server, error) {
 	key, err := netnsKey(netnsPath)
 	if err != nil {
@@ -41,7 +45,7 @@ func Serve(netnsPath, name string, addrs []netip.Addr, ports []Port) (*Server, e
 	var sctpPorts []uint16
 	for _, p := range ports {
 		switch p.Proto {
-		case TCP, UDP, ICMP:
+		case TCP, UDP, ICMP, HTTP:
 		case SCTP:
 			sctpPorts = append(sctpPorts, p.Port)
 		default:
@@ -54,15 +58,21 @@ func Serve(netnsPath, name string, addrs []netip.Addr, ports []Port) (*Server, e
 			a = a.Unmap()
 			for _, p := range ports {
 				ap := netip.AddrPortFrom(a, p.Port).String()
+				// tcp4/tcp6: an unspecified IPv6 address then serves only
+				// IPv6, so 0.0.0.0 and :: can be served together.
+				v := "4"
+				if a.Is6() {
+					v = "6"
+				}
 				switch p.Proto {
-				case TCP:
-					l, err := lc.Listen(context.Background(), "tcp", ap)
+				case TCP, HTTP:
+					l, err := lc.Listen(context.Background(), "tcp"+v, ap)
 					if err != nil {
 						return fmt.Errorf("listen tcp %s: %w", ap, err)
 					}
 					s.tcp = append(s.tcp, l)
 				case UDP:
-					c, err := lc.ListenPacket(context.Background(), "udp", ap)
+					c, err := lc.ListenPacket(context.Background(), "udp"+v, ap)
 					if err != nil {
 						return fmt.Errorf("listen udp %s: %w", ap, err)
 					}
@@ -135,8 +145,8 @@ func (s *Server) closeSockets() error {
 	return errors.Join(errs...)
 }
 
-// serveTCP accepts connections on l until it is closed, sending each the
-// hello and closing it.
+// serveTCP accepts connections on l until it is closed, answering each
+// (see handleTCP) on a goroutine of its own.
 func (s *Server) serveTCP(l net.Listener) {
 	for {
 		c, err := l.Accept()
@@ -147,10 +157,7 @@ func (s *Server) serveTCP(l net.Listener) {
 			time.Sleep(10 * time.Millisecond) // e.g. EMFILE: do not spin
 			continue
 		}
-		src := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		_, _ = c.Write(hello(s.name, src))
-		_ = c.Close()
+		s.wg.Go(func() { s.handleTCP(c) })
 	}
 }
 

@@ -23,6 +23,9 @@ const (
 	UDP  Proto = "UDP"
 	SCTP Proto = "SCTP"
 	ICMP Proto = "ICMP"
+	// HTTP is an HTTP/1.1 request over TCP (not a scenario protocol: a
+	// scenario's HTTP probe is a TCP probe with a request).
+	HTTP Proto = "HTTP"
 )
 
 // Port is a protocol and port number a server listens on.
@@ -41,7 +44,8 @@ type Outcome string
 const (
 	// Allowed: the server answered.
 	Allowed Outcome = "allowed"
-	// Refused: a TCP RST (ECONNREFUSED) or an SCTP ABORT.
+	// Refused: a TCP RST (ECONNREFUSED), an SCTP ABORT, or an HTTP
+	// response with a status of 400 or above.
 	Refused Outcome = "refused"
 	// Timeout: no answer within the timeout (a dropped packet looks like this).
 	Timeout Outcome = "timeout"
@@ -59,6 +63,8 @@ type Result struct {
 	Backend string
 	// SourceSeen is the source address the server saw (invalid for ICMP).
 	SourceSeen netip.Addr
+	// HTTPStatus is the status of an HTTP probe's response (0 if none).
+	HTTPStatus int
 	// Elapsed is how long the exchange took.
 	Elapsed time.Duration
 	// Detail explains the outcome (an error, the ICMP type, ...).
@@ -73,6 +79,9 @@ func (r Result) String() string {
 	}
 	if r.SourceSeen.IsValid() {
 		s += " src=" + r.SourceSeen.String()
+	}
+	if r.HTTPStatus != 0 {
+		s += fmt.Sprintf(" status=%d", r.HTTPStatus)
 	}
 	s += " in " + r.Elapsed.Round(time.Millisecond).String()
 	if r.Detail != "" {

@@ -71,6 +71,9 @@ type Override struct {
 	Backend    string         `yaml:"backend"`
 	SourceSeen string         `yaml:"sourceSeen"`
 	Error      string         `yaml:"error"`
+	// Unsupported makes Probe fail with target.ErrUnsupported (the
+	// target cannot run this probe where it is).
+	Unsupported bool `yaml:"unsupported"`
 }
 
 // StepRef names a step of a scenario by its index.
@@ -174,6 +177,9 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 		}
 		if o.Error != "" {
 			return target.Observation{}, errors.New(o.Error)
+		}
+		if o.Unsupported {
+			return target.Observation{}, fmt.Errorf("fake: %w: configured", target.ErrUnsupported)
 		}
 		if o.Verdict != "" {
 			obs.Verdict = o.Verdict
