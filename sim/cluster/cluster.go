@@ -13,7 +13,10 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/cilium/cilium/api/v1/flow"
+
 	"github.com/ciliaproject/cilia/agent"
+	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
 	"github.com/ciliaproject/cilia/agent/ipcache"
 	"github.com/ciliaproject/cilia/conformance/scenario"
 	"github.com/ciliaproject/cilia/conformance/scenarioagent"
@@ -233,6 +236,20 @@ func (c *Cluster) PodNamer(a netip.Addr) (namespace, name string, ok bool) {
 		return ns, n, true
 	}
 	return "", "", false
+}
+
+// Flows converts the events of a walk to Hubble flows, one per event,
+// named after the scenario's pods and the node that emitted it.
+func (c *Cluster) Flows(w *walker.Walk) []*flow.Flow {
+	var out []*flow.Flow
+	for _, h := range w.Hops {
+		for _, e := range h.Events {
+			f := ciliaflow.FromEvent(e, c.PodNamer)
+			f.NodeName = h.Node
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // UpsertIPCache implements agent.Datapath.

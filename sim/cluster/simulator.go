@@ -9,7 +9,6 @@ import (
 	"github.com/cilium/cilium/api/v1/flow"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
 	"github.com/ciliaproject/cilia/conformance/scenario"
 	"github.com/ciliaproject/cilia/sim/replay"
 	"github.com/ciliaproject/cilia/sim/topology"
@@ -33,9 +32,9 @@ func OpenSimulator(ctx context.Context, path string, opts SimulatorOptions) (rep
 	if err != nil {
 		return nil, nil, err
 	}
-	mode := topology.Mode(opts.Mode)
-	if mode != "" && mode != topology.Tunnel && mode != topology.Native {
-		return nil, nil, fmt.Errorf("open simulator: unknown mode %q (want tunnel or native)", opts.Mode)
+	mode, err := topology.ParseMode(opts.Mode)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open simulator: %w", err)
 	}
 	last := opts.Step
 	if last < 0 || last >= len(sc.Steps) {
@@ -79,14 +78,9 @@ func (s *Simulator) Walk(e walker.Entry, frame []byte) (*walker.Walk, error) {
 // Flows implements replay.Simulator: one flow per event, named after the
 // scenario's pods and the node that emitted it.
 func (s *Simulator) Flows(w *walker.Walk, ts time.Time) []*flow.Flow {
-	var out []*flow.Flow
-	for _, h := range w.Hops {
-		for _, e := range h.Events {
-			f := ciliaflow.FromEvent(e, s.c.PodNamer)
-			f.Time = timestamppb.New(ts)
-			f.NodeName = h.Node
-			out = append(out, f)
-		}
+	out := s.c.Flows(w)
+	for _, f := range out {
+		f.Time = timestamppb.New(ts)
 	}
 	return out
 }

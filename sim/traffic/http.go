@@ -102,26 +102,9 @@ func writeHTTP(w io.Writer, status int, body []byte, contentType string) {
 // proxy); both carry HTTPStatus, and Backend and SourceSeen when the body
 // is a server's HTTPReply. Timeouts and errors are as for Probe.
 func ProbeHTTP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.AddrPort, req HTTPRequest, timeout time.Duration) Result {
-	start := time.Now()
-	deadline := start.Add(timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	src, dst = src.Unmap(), netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	var r Result
-	switch {
-	case !dst.Addr().IsValid():
-		r = Result{Outcome: Error, Detail: "probe: invalid destination"}
-	case ctx.Err() != nil:
-		r = Result{Outcome: Error, Detail: ctx.Err().Error()}
-	default:
-		r = probeHTTP(ctx, netnsPath, src, dst, req, deadline)
-	}
-	if r.Outcome == Timeout && errors.Is(ctx.Err(), context.Canceled) {
-		r = Result{Outcome: Error, Detail: ctx.Err().Error()}
-	}
-	r.Elapsed = time.Since(start)
-	return r
+	return runProbe(ctx, src, dst, timeout, func(src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
+		return probeHTTP(ctx, netnsPath, src, dst, req, deadline)
+	})
 }
 
 // probeHTTP sends req over a new TCP connection and reads the response.

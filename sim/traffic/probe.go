@@ -27,6 +27,17 @@ import (
 // Refused; an ICMP destination unreachable (for UDP a port unreachable) is
 // Unreachable. Canceling ctx gives Error.
 func Probe(ctx context.Context, netnsPath string, proto Proto, src netip.Addr, dst netip.AddrPort, timeout time.Duration) Result {
+	return runProbe(ctx, src, dst, timeout, func(src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
+		return probe(ctx, netnsPath, proto, src, dst, deadline)
+	})
+}
+
+// runProbe is what every probe shares: the deadline (timeout or ctx's,
+// whichever comes first), the checks of the addresses, a cancelled ctx as
+// Error rather than Timeout, and the elapsed time. exchange runs the
+// probe's packets with the addresses unmapped.
+func runProbe(ctx context.Context, src netip.Addr, dst netip.AddrPort, timeout time.Duration,
+	exchange func(src netip.Addr, dst netip.AddrPort, deadline time.Time) Result) Result {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -42,7 +53,7 @@ func Probe(ctx context.Context, netnsPath string, proto Proto, src netip.Addr, d
 	case ctx.Err() != nil:
 		r = Result{Outcome: Error, Detail: ctx.Err().Error()}
 	default:
-		r = probe(ctx, netnsPath, proto, src, dst, deadline)
+		r = exchange(src, dst, deadline)
 	}
 	if r.Outcome == Timeout && errors.Is(ctx.Err(), context.Canceled) {
 		r = Result{Outcome: Error, Detail: ctx.Err().Error()}

@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/ciliaproject/cilia/datapath/events"
+	"github.com/ciliaproject/cilia/datapath/maps"
 	dptestrun "github.com/ciliaproject/cilia/datapath/testrun"
 	"github.com/ciliaproject/cilia/sim/topology"
 )
@@ -21,13 +21,6 @@ import (
 // maxHops bounds a walk: a packet still moving after this many hops is in
 // a loop.
 const maxHops = 64
-
-// markProxyMask and markMagicToProxy recognise a packet handed to the L7
-// proxy (lxc.c MARK_MAGIC_TO_PROXY).
-const (
-	markMagicMask    = 0x0F00
-	markMagicToProxy = 0x0200
-)
 
 // ErrNoEntry is returned by EntryFor when nothing in the cluster would
 // see a packet.
@@ -225,7 +218,8 @@ type position struct {
 	// forwarded is false for a packet the node's own stack originates
 	// (no TTL decrement at its first route).
 	forwarded bool
-	// nexthop is the address the fabric delivers to (Fabric from a node).
+	// cb is skb->cb for the next program run (the tunnel shim's key),
+	// or, at Encap, the tunnel key the trace named.
 	cb [5]uint32
 }
 
@@ -339,7 +333,7 @@ func (w *Walker) runHook(walk *Walk, pos position, pkt *[]byte) (position, bool,
 	default:
 		return pos, false, fmt.Errorf("%s on %s returned tc code %d", name, n.Name, r.Code)
 	}
-	if r.Mark&markMagicMask == markMagicToProxy && (pos.hook == FromContainer || pos.hook == ToContainer) {
+	if r.Mark&maps.MarkMagicHostMask == maps.MarkMagicToProxy && (pos.hook == FromContainer || pos.hook == ToContainer) {
 		walk.Outcome, walk.At, walk.Packet = ToProxy, "proxy on "+n.Name, r.Packet
 		return pos, true, nil
 	}
@@ -602,12 +596,4 @@ func (w *Walker) fabric(walk *Walk, pos position, pkt *[]byte) (position, bool, 
 
 func macEqual(a, b net.HardwareAddr) bool {
 	return len(a) == 6 && len(b) == 6 && string(a) == string(b)
-}
-
-// DropEvent returns the drop event of a walk, if a program dropped it.
-func (w *Walk) DropEvent() (events.Event, bool) {
-	if w.Drop == nil {
-		return events.Event{}, false
-	}
-	return *w.Drop, true
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/cilium/cilium/api/v1/flow"
 
-	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
 	"github.com/ciliaproject/cilia/conformance/features"
 	"github.com/ciliaproject/cilia/conformance/scenario"
 	"github.com/ciliaproject/cilia/conformance/target"
@@ -96,13 +95,7 @@ func (t *Target) Close() error {
 func (t *Target) flowsOf(walks []*walker.Walk) []*flow.Flow {
 	var out []*flow.Flow
 	for _, w := range walks {
-		for _, h := range w.Hops {
-			for _, e := range h.Events {
-				f := ciliaflow.FromEvent(e, t.c.PodNamer)
-				f.NodeName = h.Node
-				out = append(out, f)
-			}
-		}
+		out = append(out, t.c.Flows(w)...)
 	}
 	return out
 }
