@@ -42,26 +42,28 @@ build: ## Build all packages and bin/cilia
 	$(GO) build -o bin/cilia ./cmd/cilia
 
 .PHONY: test
-test: ## Run go vet and all tests, then the policy profile on the testrun and netns targets (as root; CILIA_SKIP_PRIVILEGED=1 skips the privileged ones)
+test: ## Run go vet and all tests, then the policy and loadbalancing profiles on the testrun, netns and model targets (as root; CILIA_SKIP_PRIVILEGED=1 skips the privileged ones)
 	bash hack/install-deps.sh --test-only
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
 	$(MAKE) --no-print-directory profile-targets
 
-# The policy profile passes on both targets of the simulator: testrun (the
-# walker over BPF_PROG_TEST_RUN) and netns (attached programs, real
-# sockets). Reports go to reports/conformance-<target>.yaml.
-PROFILE_TARGETS ?= testrun netns
+# The policy and loadbalancing profiles pass on both targets of the
+# simulator, testrun (the walker over BPF_PROG_TEST_RUN) and netns
+# (attached programs, real sockets), and on the model (the executable
+# spec). Reports go to reports/conformance-<target>.yaml.
+PROFILE_TARGETS ?= testrun netns model
+PROFILES ?= policy,loadbalancing
 
 .PHONY: profile-targets
-profile-targets: ## Run the policy profile on each of PROFILE_TARGETS (default: testrun netns; as root), reports in reports/
+profile-targets: ## Run the PROFILES (default: policy,loadbalancing) on each of PROFILE_TARGETS (default: testrun netns model; as root), reports in reports/
 	@if [ "$$CILIA_SKIP_PRIVILEGED" = 1 ]; then \
-		echo "profile-targets: CILIA_SKIP_PRIVILEGED=1: skipping the policy profile on $(PROFILE_TARGETS) (needs root)"; exit 0; \
+		echo "profile-targets: CILIA_SKIP_PRIVILEGED=1: skipping the $(PROFILES) profiles on $(PROFILE_TARGETS) (needs root)"; exit 0; \
 	fi; \
 	mkdir -p reports; \
 	for t in $(PROFILE_TARGETS); do \
-		echo "=== policy profile on the $$t target"; \
-		$(MAKE) --no-print-directory conformance TARGET=$$t FEATURES=policy \
+		echo "=== $(PROFILES) on the $$t target"; \
+		$(MAKE) --no-print-directory conformance TARGET=$$t FEATURES=$(PROFILES) \
 			CONFORMANCE_REPORT=reports/conformance-$$t.yaml CONFORMANCE_JUNIT=reports/conformance-$$t-junit.xml \
 			CONFORMANCE_JSON=reports/conformance-$$t-ginkgo.json GINKGOFLAGS='-ginkgo.no-color' || exit 1; \
 	done
@@ -111,9 +113,10 @@ fuzz: ## Fuzz the model against testrun on generated scenarios for FUZZTIME (def
 	$(GO) test ./conformance/differential/ -run '^$$' -fuzz '^FuzzDifferential$$' -fuzztime $(FUZZTIME) $(TESTFLAGS)
 
 .PHONY: bench
-bench: ## Print the datapath benchmark table (ns/packet per program path), then the Go benchmarks of the datapath, the policy engine and cilia replay (as root)
+bench: ## Print the datapath benchmark table (ns/packet per program path, service curves), the kube-proxy comparison, then the Go benchmarks of the datapath, the policy engine, the Maglev table and cilia replay (as root)
 	bash hack/install-deps.sh --test-only
 	$(GO) run ./cmd/cilia bench datapath
+	$(GO) run ./cmd/cilia bench services
 	$(GO) test -run '^$$' -bench . $(TESTFLAGS) ./datapath/... ./agent/...
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(TESTFLAGS) ./sim/cluster/
 

@@ -2,8 +2,10 @@
 // cluster's state (nodes, namespaces, pods, policies) into identities
 // (agent/identity), each node's ipcache (agent/ipcache) and every
 // endpoint's policy map (agent/policy), and programs them into each
-// node's datapath through the Datapath interface. Updates are incremental:
-// each change writes only the map entries whose content changed.
+// node's datapath through the Datapath interface, and keeps the services'
+// load-balancing maps in step with the pods that back them
+// (agent/service). Updates are incremental: each change writes only the
+// map entries whose content changed.
 package agent
 
 import (
@@ -19,11 +21,14 @@ import (
 	"github.com/ciliaproject/cilia/agent/labels"
 	"github.com/ciliaproject/cilia/agent/policy"
 	"github.com/ciliaproject/cilia/agent/policy/load"
+	"github.com/ciliaproject/cilia/agent/service"
 	"github.com/ciliaproject/cilia/datapath/maps"
 )
 
-// Datapath is one node's datapath as the agent programs it.
+// Datapath is one node's datapath as the agent programs it: the ipcache,
+// the endpoints and the load-balancing maps.
 type Datapath interface {
+	service.Datapath
 	// UpsertIPCache maps prefix to an identity and, in tunnel mode, the
 	// tunnel endpoint of a pod on another node.
 	UpsertIPCache(prefix netip.Prefix, e ipcache.Entry) error
@@ -77,8 +82,9 @@ type Node struct {
 }
 
 type podState struct {
-	pod *Pod
-	id  *identity.Identity
+	pod         *Pod
+	id          *identity.Identity
+	terminating bool
 }
 
 type endpointState struct {
@@ -115,6 +121,10 @@ type Agent struct {
 	nodeOrder  []string
 	cidrs      map[netip.Prefix]*identity.Identity
 	opts       Options
+	svc        *service.Manager
+	// svcErr is the error of an invalid Options.MaglevSize, returned by
+	// AddNode and UpsertService.
+	svcErr error
 }
 
 // Options configure an agent.
@@ -124,6 +134,10 @@ type Options struct {
 	// node's IPv4 address as tunnel endpoint. Without it (native
 	// routing) no entry has one.
 	Tunnel bool
+	// MaglevSize is the Maglev table size M of every node (0:
+	// service.DefaultMaglevSize; else a prime <= maps.LBMaglevMax): it
+	// must equal the nodes' datapath setting.
+	MaglevSize int
 }
 
 // New returns an agent with no nodes, in native routing mode.
@@ -139,6 +153,10 @@ func NewWithOptions(opts Options) *Agent {
 	}
 	a.repo = policy.NewRepository(a.cache)
 	a.alloc.Observe(a.cache)
+	a.svc, a.svcErr = service.NewManager(service.Options{MaglevSize: opts.MaglevSize})
+	if a.svcErr != nil {
+		a.svc, _ = service.NewManager(service.Options{})
+	}
 	return a
 }
 
@@ -149,10 +167,15 @@ func (a *Agent) Repository() *policy.Repository { return a.repo }
 func (a *Agent) Allocator() *identity.Allocator { return a.alloc }
 
 // AddNode adds a node; dp programs it (nil: a node whose datapath this
-// agent does not program, known for its addresses only).
+// agent does not program, known for its addresses only). Its addresses
+// become NodePort frontends on every node, and its load-balancing maps get
+// every service.
 func (a *Agent) AddNode(n Node, dp Datapath) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.svcErr != nil {
+		return fmt.Errorf("add node %s: %w", n.Name, a.svcErr)
+	}
 	if _, dup := a.nodes[n.Name]; dup {
 		return fmt.Errorf("add node %s: already exists", n.Name)
 	}
@@ -160,7 +183,14 @@ func (a *Agent) AddNode(n Node, dp Datapath) error {
 		ipcache: ipcache.New()}
 	a.nodes[n.Name] = ns
 	a.nodeOrder = append(a.nodeOrder, n.Name)
-	return a.syncIPCacheAll()
+	if err := a.syncIPCacheAll(); err != nil {
+		return err
+	}
+	var sdp service.Datapath
+	if dp != nil {
+		sdp = dp
+	}
+	return a.svc.AddNode(service.Node{Name: n.Name, IPv4: n.IPv4, IPv6: n.IPv6}, sdp)
 }
 
 // SetNamespace creates a namespace or replaces its labels (the pods in it
@@ -180,7 +210,8 @@ func (a *Agent) SetNamespace(name string, nsLabels map[string]string) error {
 }
 
 // AddPod adds a pod: its identity, its ipcache entries on every node and,
-// on its node, its endpoint with its resolved policy.
+// on its node, its endpoint with its resolved policy; then, its endpoint
+// ready, it becomes a backend of the services that select it.
 func (a *Agent) AddPod(p Pod) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -213,17 +244,20 @@ func (a *Agent) AddPod(p Pod) error {
 			return err
 		}
 	}
-	return nil
+	return a.svc.UpsertPod(a.servicePod(ps))
 }
 
-// DeletePod removes a pod, its endpoint and its ipcache entries, and
-// releases its identity.
+// DeletePod removes a pod from the services' backends first, then its
+// endpoint and its ipcache entries, and releases its identity.
 func (a *Agent) DeletePod(key string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ps, ok := a.pods[key]
 	if !ok {
 		return fmt.Errorf("delete pod %s: %w", key, ErrNotFound)
+	}
+	if err := a.svc.DeletePod(key); err != nil {
+		return fmt.Errorf("delete pod %s: %w", key, err)
 	}
 	delete(a.pods, key)
 	if ns := a.nodes[ps.pod.Node]; ns != nil {
@@ -244,7 +278,8 @@ func (a *Agent) DeletePod(key string) error {
 	return nil
 }
 
-// SetPodLabels replaces a pod's labels.
+// SetPodLabels replaces a pod's labels (and with them the services it
+// backs).
 func (a *Agent) SetPodLabels(key string, podLabels map[string]string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -253,7 +288,92 @@ func (a *Agent) SetPodLabels(key string, podLabels map[string]string) error {
 		return fmt.Errorf("set labels of pod %s: %w", key, ErrNotFound)
 	}
 	ps.pod.Labels = copyMap(podLabels)
-	return a.relabel(ps)
+	if err := a.relabel(ps); err != nil {
+		return err
+	}
+	return a.svc.UpsertPod(a.servicePod(ps))
+}
+
+// SetPodTerminating marks a pod terminating (or not): it keeps running and
+// serving, and the services it backs use it only when they have no active
+// backend.
+func (a *Agent) SetPodTerminating(key string, terminating bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ps, ok := a.pods[key]
+	if !ok {
+		return fmt.Errorf("set pod %s terminating: %w", key, ErrNotFound)
+	}
+	ps.terminating = terminating
+	return a.svc.SetPodTerminating(key, terminating)
+}
+
+// UpsertService creates or replaces a service: its frontends on every
+// node's load-balancing maps, with the pods its selector matches as
+// backends.
+func (a *Agent) UpsertService(s service.Service) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.svcErr != nil {
+		return fmt.Errorf("upsert service %s: %w", s.Key(), a.svcErr)
+	}
+	return a.svc.UpsertService(s)
+}
+
+// DeleteService removes a service from every node's load-balancing maps.
+func (a *Agent) DeleteService(namespace, name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.svc.DeleteService(namespace, name)
+	if errors.Is(err, service.ErrNotFound) {
+		return fmt.Errorf("delete service %s/%s: %w", namespace, name, ErrNotFound)
+	}
+	return err
+}
+
+// ServiceFrontends returns a service's frontends with their backends, as
+// the agent wants them programmed.
+func (a *Agent) ServiceFrontends(namespace, name string) ([]service.Frontend, error) {
+	fs, err := a.svc.Frontends(namespace, name)
+	if errors.Is(err, service.ErrNotFound) {
+		return nil, fmt.Errorf("frontends of service %s/%s: %w", namespace, name, ErrNotFound)
+	}
+	return fs, err
+}
+
+// DescribeServices reads a node's load-balancing maps back (its datapath
+// must implement service.TableReader, as MemoryDatapath does) and
+// describes its frontends, backends and Maglev shares.
+func (a *Agent) DescribeServices(node string) ([]service.FrontendStatus, error) {
+	a.mu.Lock()
+	ns, ok := a.nodes[node]
+	a.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("describe services of node %q: %w", node, ErrNotFound)
+	}
+	r, ok := ns.dp.(service.TableReader)
+	if !ok {
+		return nil, fmt.Errorf("describe services of node %s: its datapath cannot be read back", node)
+	}
+	t, err := r.LBTables()
+	if err != nil {
+		return nil, fmt.Errorf("describe services of node %s: %w", node, err)
+	}
+	return a.svc.Describe(t), nil
+}
+
+// MaglevSize returns the Maglev table size M the agent builds tables of.
+func (a *Agent) MaglevSize() int { return a.svc.MaglevSize() }
+
+// servicePod is the backend view of a pod.
+func (a *Agent) servicePod(ps *podState) service.Pod {
+	p := ps.pod
+	ports := make([]service.NamedPort, len(p.Ports))
+	for i, np := range p.Ports {
+		ports[i] = service.NamedPort{Name: np.Name, Port: np.Port, Proto: np.Proto}
+	}
+	return service.Pod{Namespace: p.Namespace, Name: p.Name, Node: p.Node, Labels: copyMap(p.Labels),
+		IPv4: p.IPv4, IPv6: p.IPv6, Ports: ports, Terminating: ps.terminating}
 }
 
 // relabel moves a pod to the identity of its current labels:

@@ -23,6 +23,26 @@ type hostAddrKey struct {
 	Pad    [7]uint8
 }
 
+type hostCtEntry struct {
+	_              structs.HostLayout
+	Expires        uint64
+	Packets        uint64
+	Bytes          uint64
+	ReplyPackets   uint64
+	ReplyBytes     uint64
+	RemoteIdentity uint32
+	PolicyRevision uint32
+	RuleId         uint32
+	ProxyPort      uint16
+	PolicyPort     uint16
+	Flags          uint8
+	TcpFlags       uint8
+	ReplyTcpFlags  uint8
+	Pad            [5]uint8
+	BackendId      uint32
+	RevNatId       uint32
+}
+
 type hostEndpointInfo struct {
 	_        structs.HostLayout
 	Ifindex  uint32
@@ -64,22 +84,152 @@ type hostIpcacheKey struct {
 	}
 }
 
+type hostLbAffinityKey struct {
+	_      structs.HostLayout
+	Client struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	RevNatId uint32
+	Family   uint8
+	Pad      [3]uint8
+}
+
+type hostLbAffinityVal struct {
+	_         structs.HostLayout
+	LastUsed  uint64
+	BackendId uint32
+	Pad       uint32
+}
+
+type hostLbBackend struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Port   uint16
+	Proto  uint8
+	Family uint8
+	Flags  uint8
+	Pad    [3]uint8
+}
+
+type hostLbKey struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Dport  uint16
+	Proto  uint8
+	Family uint8
+	Slot   uint16
+	Scope  uint8
+	Pad    uint8
+}
+
+type hostLbMaglev struct {
+	_          structs.HostLayout
+	BackendIds [16381]uint32
+}
+
+type hostLbRevnat struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Port   uint16
+	Family uint8
+	Pad    [5]uint8
+}
+
+type hostLbScratch struct {
+	_    structs.HostLayout
+	Key  hostLbKey
+	Akey hostLbAffinityKey
+	Aval hostLbAffinityVal
+}
+
+type hostLbService struct {
+	_               structs.HostLayout
+	BackendId       uint32
+	Count           uint16
+	Terminating     uint16
+	RevNatId        uint32
+	Flags           uint8
+	Pad             [3]uint8
+	AffinityTimeout uint32
+}
+
 type hostMetricsValue struct {
 	_       structs.HostLayout
 	Packets uint64
 	Bytes   uint64
 }
 
+type hostSnatEntry struct {
+	_       structs.HostLayout
+	Expires uint64
+	Addr    struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Port     uint16
+	Family   uint8
+	Pad      uint8
+	RevNatId uint32
+}
+
+type hostTuple struct {
+	_     structs.HostLayout
+	Saddr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Daddr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Sport   uint16
+	Dport   uint16
+	Nexthdr uint8
+	Family  uint8
+	Dir     uint8
+	Pad     uint8
+}
+
+type hostTuple4 struct {
+	_       structs.HostLayout
+	Saddr   uint32
+	Daddr   uint32
+	Sport   uint16
+	Dport   uint16
+	Nexthdr uint8
+	Dir     uint8
+	Pad     [2]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	hostMapCiliaCt4             = "cilia_ct4"
+	hostMapCiliaCt6             = "cilia_ct6"
 	hostMapCiliaEndpoints       = "cilia_endpoints"
 	hostMapCiliaEpPolicy        = "cilia_ep_policy"
 	hostMapCiliaEvents          = "cilia_events"
 	hostMapCiliaIpcHosts        = "cilia_ipc_hosts"
 	hostMapCiliaIpcache         = "cilia_ipcache"
+	hostMapCiliaLbAffinity      = "cilia_lb_affinity"
+	hostMapCiliaLbBackends      = "cilia_lb_backends"
+	hostMapCiliaLbMaglev        = "cilia_lb_maglev"
+	hostMapCiliaLbRevnat        = "cilia_lb_revnat"
+	hostMapCiliaLbScratch       = "cilia_lb_scratch"
+	hostMapCiliaLbServices      = "cilia_lb_services"
 	hostMapCiliaMetrics         = "cilia_metrics"
+	hostMapCiliaSnat            = "cilia_snat"
 	hostProgFromNetdev          = "from_netdev"
 	hostProgToNetdev            = "to_netdev"
 	hostVarCtLifetimeNontcp     = "ct_lifetime_nontcp"
@@ -92,6 +242,8 @@ const (
 	hostVarEndpointIpv4         = "endpoint_ipv4"
 	hostVarEndpointIpv6         = "endpoint_ipv6"
 	hostVarEventCaptureLen      = "event_capture_len"
+	hostVarJiffiesHz            = "jiffies_hz"
+	hostVarLbMaglevSize         = "lb_maglev_size"
 	hostVarNodeIpv4             = "node_ipv4"
 	hostVarNodeIpv6             = "node_ipv6"
 	hostVarTraceLevel           = "trace_level"
@@ -152,12 +304,21 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
-	CiliaEndpoints *ebpf.MapSpec `ebpf:"cilia_endpoints"`
-	CiliaEpPolicy  *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
-	CiliaEvents    *ebpf.MapSpec `ebpf:"cilia_events"`
-	CiliaIpcHosts  *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
-	CiliaIpcache   *ebpf.MapSpec `ebpf:"cilia_ipcache"`
-	CiliaMetrics   *ebpf.MapSpec `ebpf:"cilia_metrics"`
+	CiliaCt4        *ebpf.MapSpec `ebpf:"cilia_ct4"`
+	CiliaCt6        *ebpf.MapSpec `ebpf:"cilia_ct6"`
+	CiliaEndpoints  *ebpf.MapSpec `ebpf:"cilia_endpoints"`
+	CiliaEpPolicy   *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
+	CiliaEvents     *ebpf.MapSpec `ebpf:"cilia_events"`
+	CiliaIpcHosts   *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
+	CiliaIpcache    *ebpf.MapSpec `ebpf:"cilia_ipcache"`
+	CiliaLbAffinity *ebpf.MapSpec `ebpf:"cilia_lb_affinity"`
+	CiliaLbBackends *ebpf.MapSpec `ebpf:"cilia_lb_backends"`
+	CiliaLbMaglev   *ebpf.MapSpec `ebpf:"cilia_lb_maglev"`
+	CiliaLbRevnat   *ebpf.MapSpec `ebpf:"cilia_lb_revnat"`
+	CiliaLbScratch  *ebpf.MapSpec `ebpf:"cilia_lb_scratch"`
+	CiliaLbServices *ebpf.MapSpec `ebpf:"cilia_lb_services"`
+	CiliaMetrics    *ebpf.MapSpec `ebpf:"cilia_metrics"`
+	CiliaSnat       *ebpf.MapSpec `ebpf:"cilia_snat"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -174,6 +335,8 @@ type hostVariableSpecs struct {
 	EndpointIpv4         *ebpf.VariableSpec `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.VariableSpec `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.VariableSpec `ebpf:"event_capture_len"`
+	JiffiesHz            *ebpf.VariableSpec `ebpf:"jiffies_hz"`
+	LbMaglevSize         *ebpf.VariableSpec `ebpf:"lb_maglev_size"`
 	NodeIpv4             *ebpf.VariableSpec `ebpf:"node_ipv4"`
 	NodeIpv6             *ebpf.VariableSpec `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.VariableSpec `ebpf:"trace_level"`
@@ -204,22 +367,40 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
-	CiliaEndpoints *ebpf.Map `ebpf:"cilia_endpoints"`
-	CiliaEpPolicy  *ebpf.Map `ebpf:"cilia_ep_policy"`
-	CiliaEvents    *ebpf.Map `ebpf:"cilia_events"`
-	CiliaIpcHosts  *ebpf.Map `ebpf:"cilia_ipc_hosts"`
-	CiliaIpcache   *ebpf.Map `ebpf:"cilia_ipcache"`
-	CiliaMetrics   *ebpf.Map `ebpf:"cilia_metrics"`
+	CiliaCt4        *ebpf.Map `ebpf:"cilia_ct4"`
+	CiliaCt6        *ebpf.Map `ebpf:"cilia_ct6"`
+	CiliaEndpoints  *ebpf.Map `ebpf:"cilia_endpoints"`
+	CiliaEpPolicy   *ebpf.Map `ebpf:"cilia_ep_policy"`
+	CiliaEvents     *ebpf.Map `ebpf:"cilia_events"`
+	CiliaIpcHosts   *ebpf.Map `ebpf:"cilia_ipc_hosts"`
+	CiliaIpcache    *ebpf.Map `ebpf:"cilia_ipcache"`
+	CiliaLbAffinity *ebpf.Map `ebpf:"cilia_lb_affinity"`
+	CiliaLbBackends *ebpf.Map `ebpf:"cilia_lb_backends"`
+	CiliaLbMaglev   *ebpf.Map `ebpf:"cilia_lb_maglev"`
+	CiliaLbRevnat   *ebpf.Map `ebpf:"cilia_lb_revnat"`
+	CiliaLbScratch  *ebpf.Map `ebpf:"cilia_lb_scratch"`
+	CiliaLbServices *ebpf.Map `ebpf:"cilia_lb_services"`
+	CiliaMetrics    *ebpf.Map `ebpf:"cilia_metrics"`
+	CiliaSnat       *ebpf.Map `ebpf:"cilia_snat"`
 }
 
 func (m *hostMaps) Close() error {
 	return _HostClose(
+		m.CiliaCt4,
+		m.CiliaCt6,
 		m.CiliaEndpoints,
 		m.CiliaEpPolicy,
 		m.CiliaEvents,
 		m.CiliaIpcHosts,
 		m.CiliaIpcache,
+		m.CiliaLbAffinity,
+		m.CiliaLbBackends,
+		m.CiliaLbMaglev,
+		m.CiliaLbRevnat,
+		m.CiliaLbScratch,
+		m.CiliaLbServices,
 		m.CiliaMetrics,
+		m.CiliaSnat,
 	)
 }
 
@@ -237,6 +418,8 @@ type hostVariables struct {
 	EndpointIpv4         *ebpf.Variable `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.Variable `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.Variable `ebpf:"event_capture_len"`
+	JiffiesHz            *ebpf.Variable `ebpf:"jiffies_hz"`
+	LbMaglevSize         *ebpf.Variable `ebpf:"lb_maglev_size"`
 	NodeIpv4             *ebpf.Variable `ebpf:"node_ipv4"`
 	NodeIpv6             *ebpf.Variable `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.Variable `ebpf:"trace_level"`

@@ -47,7 +47,8 @@ const (
 	MapPolicy = "cilia_policy"
 )
 
-var nodeMapNames = []string{MapIPCache, MapIPCacheHosts, MapEndpoints, MapEndpointPolicy, MapCT4, MapCT6, MapFrag, MapEvents, MapMetrics}
+var nodeMapNames = []string{MapIPCache, MapIPCacheHosts, MapEndpoints, MapEndpointPolicy, MapCT4, MapCT6, MapFrag, MapEvents, MapMetrics,
+	MapLBServices, MapLBBackends, MapLBRevNat, MapLBMaglev, MapLBAffinity}
 
 // Settings are the runtime settings of the programs (volatile consts).
 type Settings struct {
@@ -77,6 +78,10 @@ type NodeOptions struct {
 	// IPCacheMaxEntries overrides the size of each ipcache map (hosts and
 	// prefixes).
 	IPCacheMaxEntries uint32
+	// LBServicesMaxEntries and LBBackendsMaxEntries override the sizes of
+	// the load-balancing services map (one entry per frontend and scope
+	// plus one per backend slot) and backends map.
+	LBServicesMaxEntries, LBBackendsMaxEntries uint32
 	// Config is the node-wide configuration every program of the node is
 	// loaded with (endpoints, host, overlay).
 	Config NodeConfig
@@ -94,6 +99,10 @@ type NodeConfig struct {
 	// TunnelIfindex is the ifindex of the node's VXLAN device in
 	// collect_md mode; 0 selects native routing (never encapsulate).
 	TunnelIfindex uint32
+	// MaglevSize is the Maglev table size M of the load balancer (config.h
+	// lb_maglev_size): a prime <= maps.LBMaglevMax; 0 means
+	// DefaultMaglevSize (16381).
+	MaglevSize uint32
 }
 
 // Node holds the node-wide maps and loads endpoint programs that share them.
@@ -106,6 +115,9 @@ type Node struct {
 
 // NewNode creates (or, with PinDir, opens) the node-wide maps.
 func NewNode(opts NodeOptions) (*Node, error) {
+	if _, err := opts.Config.maglevSize(); err != nil {
+		return nil, fmt.Errorf("create node: %w", err)
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", privilegeError(err))
 	}
@@ -127,6 +139,12 @@ func NewNode(opts NodeOptions) (*Node, error) {
 	if opts.IPCacheMaxEntries != 0 {
 		spec.Maps[MapIPCache].MaxEntries = opts.IPCacheMaxEntries
 		spec.Maps[MapIPCacheHosts].MaxEntries = opts.IPCacheMaxEntries
+	}
+	if opts.LBServicesMaxEntries != 0 {
+		spec.Maps[MapLBServices].MaxEntries = opts.LBServicesMaxEntries
+	}
+	if opts.LBBackendsMaxEntries != 0 {
+		spec.Maps[MapLBBackends].MaxEntries = opts.LBBackendsMaxEntries
 	}
 	if opts.PinDir != "" {
 		if err := ensureBPFFS(opts.PinDir); err != nil {
@@ -268,6 +286,12 @@ func setSettings(spec *ebpf.CollectionSpec, node NodeConfig, cfg EndpointConfig,
 	if err != nil {
 		return err
 	}
+	maglev, err := node.maglevSize()
+	if err != nil {
+		return err
+	}
+	vars["jiffies_hz"] = hz
+	vars["lb_maglev_size"] = maglev
 	for name, l := range map[string]struct{ set, def uint32 }{
 		"ct_lifetime_tcp":       {s.CTLifetimeTCP, 21600},
 		"ct_lifetime_tcp_syn":   {s.CTLifetimeTCPSyn, 60},

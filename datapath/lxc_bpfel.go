@@ -39,6 +39,8 @@ type lxcCtEntry struct {
 	TcpFlags       uint8
 	ReplyTcpFlags  uint8
 	Pad            [5]uint8
+	BackendId      uint32
+	RevNatId       uint32
 }
 
 type lxcEndpointInfo struct {
@@ -106,6 +108,96 @@ type lxcIpcacheKey struct {
 	}
 }
 
+type lxcLbAffinityKey struct {
+	_      structs.HostLayout
+	Client struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	RevNatId uint32
+	Family   uint8
+	Pad      [3]uint8
+}
+
+type lxcLbAffinityVal struct {
+	_         structs.HostLayout
+	LastUsed  uint64
+	BackendId uint32
+	Pad       uint32
+}
+
+type lxcLbBackend struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Port   uint16
+	Proto  uint8
+	Family uint8
+	Flags  uint8
+	Pad    [3]uint8
+}
+
+type lxcLbKey struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Dport  uint16
+	Proto  uint8
+	Family uint8
+	Slot   uint16
+	Scope  uint8
+	Pad    uint8
+}
+
+type lxcLbMaglev struct {
+	_          structs.HostLayout
+	BackendIds [16381]uint32
+}
+
+type lxcLbRevnat struct {
+	_    structs.HostLayout
+	Addr struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Port   uint16
+	Family uint8
+	Pad    [5]uint8
+}
+
+type lxcLbScratch struct {
+	_    structs.HostLayout
+	Key  lxcLbKey
+	Akey lxcLbAffinityKey
+	Aval lxcLbAffinityVal
+}
+
+type lxcLbService struct {
+	_               structs.HostLayout
+	BackendId       uint32
+	Count           uint16
+	Terminating     uint16
+	RevNatId        uint32
+	Flags           uint8
+	Pad             [3]uint8
+	AffinityTimeout uint32
+}
+
+type lxcLxcScratch struct {
+	_        structs.HostLayout
+	Key      lxcTuple
+	Frontend struct {
+		_    structs.HostLayout
+		Addr [16]uint8
+	}
+	Fe    lxcLbKey
+	Entry lxcCtEntry
+}
+
 type lxcMetricsValue struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -127,6 +219,42 @@ type lxcPolicyKey struct {
 	Egress    uint8
 	Protocol  uint8
 	Dport     uint16
+}
+
+type lxcRejectScratch struct {
+	_       structs.HostLayout
+	Quote   [256]uint8
+	Macs    [12]uint8
+	Swapped [12]uint8
+	Th      [20]uint8
+	_       [4]byte
+	Rst     [20]uint8
+	_       [4]byte
+	Ip      [40]uint8
+	Ph4     struct {
+		_     structs.HostLayout
+		Saddr uint32
+		Daddr uint32
+		Zero  uint8
+		Proto uint8
+		Len   uint16
+	}
+	_   [4]byte
+	Ph6 struct {
+		_     structs.HostLayout
+		Saddr struct {
+			_    structs.HostLayout
+			Addr [16]uint8
+		}
+		Daddr struct {
+			_    structs.HostLayout
+			Addr [16]uint8
+		}
+		Len     uint32
+		Zero    [3]uint8
+		Nexthdr uint8
+	}
+	Icmp [8]uint8
 }
 
 type lxcTuple struct {
@@ -170,8 +298,16 @@ const (
 	lxcMapCiliaFrag            = "cilia_frag"
 	lxcMapCiliaIpcHosts        = "cilia_ipc_hosts"
 	lxcMapCiliaIpcache         = "cilia_ipcache"
+	lxcMapCiliaLbAffinity      = "cilia_lb_affinity"
+	lxcMapCiliaLbBackends      = "cilia_lb_backends"
+	lxcMapCiliaLbMaglev        = "cilia_lb_maglev"
+	lxcMapCiliaLbRevnat        = "cilia_lb_revnat"
+	lxcMapCiliaLbScratch       = "cilia_lb_scratch"
+	lxcMapCiliaLbServices      = "cilia_lb_services"
+	lxcMapCiliaLxcScratch      = "cilia_lxc_scratch"
 	lxcMapCiliaMetrics         = "cilia_metrics"
 	lxcMapCiliaPolicy          = "cilia_policy"
+	lxcMapCiliaRejectScratch   = "cilia_reject_scratch"
 	lxcProgFromContainer       = "from_container"
 	lxcProgToContainer         = "to_container"
 	lxcVarCtLifetimeNontcp     = "ct_lifetime_nontcp"
@@ -184,6 +320,8 @@ const (
 	lxcVarEndpointIpv4         = "endpoint_ipv4"
 	lxcVarEndpointIpv6         = "endpoint_ipv6"
 	lxcVarEventCaptureLen      = "event_capture_len"
+	lxcVarJiffiesHz            = "jiffies_hz"
+	lxcVarLbMaglevSize         = "lb_maglev_size"
 	lxcVarNodeIpv4             = "node_ipv4"
 	lxcVarNodeIpv6             = "node_ipv6"
 	lxcVarTraceLevel           = "trace_level"
@@ -244,16 +382,24 @@ type lxcProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lxcMapSpecs struct {
-	CiliaCt4       *ebpf.MapSpec `ebpf:"cilia_ct4"`
-	CiliaCt6       *ebpf.MapSpec `ebpf:"cilia_ct6"`
-	CiliaEndpoints *ebpf.MapSpec `ebpf:"cilia_endpoints"`
-	CiliaEpPolicy  *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
-	CiliaEvents    *ebpf.MapSpec `ebpf:"cilia_events"`
-	CiliaFrag      *ebpf.MapSpec `ebpf:"cilia_frag"`
-	CiliaIpcHosts  *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
-	CiliaIpcache   *ebpf.MapSpec `ebpf:"cilia_ipcache"`
-	CiliaMetrics   *ebpf.MapSpec `ebpf:"cilia_metrics"`
-	CiliaPolicy    *ebpf.MapSpec `ebpf:"cilia_policy"`
+	CiliaCt4           *ebpf.MapSpec `ebpf:"cilia_ct4"`
+	CiliaCt6           *ebpf.MapSpec `ebpf:"cilia_ct6"`
+	CiliaEndpoints     *ebpf.MapSpec `ebpf:"cilia_endpoints"`
+	CiliaEpPolicy      *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
+	CiliaEvents        *ebpf.MapSpec `ebpf:"cilia_events"`
+	CiliaFrag          *ebpf.MapSpec `ebpf:"cilia_frag"`
+	CiliaIpcHosts      *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
+	CiliaIpcache       *ebpf.MapSpec `ebpf:"cilia_ipcache"`
+	CiliaLbAffinity    *ebpf.MapSpec `ebpf:"cilia_lb_affinity"`
+	CiliaLbBackends    *ebpf.MapSpec `ebpf:"cilia_lb_backends"`
+	CiliaLbMaglev      *ebpf.MapSpec `ebpf:"cilia_lb_maglev"`
+	CiliaLbRevnat      *ebpf.MapSpec `ebpf:"cilia_lb_revnat"`
+	CiliaLbScratch     *ebpf.MapSpec `ebpf:"cilia_lb_scratch"`
+	CiliaLbServices    *ebpf.MapSpec `ebpf:"cilia_lb_services"`
+	CiliaLxcScratch    *ebpf.MapSpec `ebpf:"cilia_lxc_scratch"`
+	CiliaMetrics       *ebpf.MapSpec `ebpf:"cilia_metrics"`
+	CiliaPolicy        *ebpf.MapSpec `ebpf:"cilia_policy"`
+	CiliaRejectScratch *ebpf.MapSpec `ebpf:"cilia_reject_scratch"`
 }
 
 // lxcVariableSpecs contains global variables before they are loaded into the kernel.
@@ -270,6 +416,8 @@ type lxcVariableSpecs struct {
 	EndpointIpv4         *ebpf.VariableSpec `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.VariableSpec `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.VariableSpec `ebpf:"event_capture_len"`
+	JiffiesHz            *ebpf.VariableSpec `ebpf:"jiffies_hz"`
+	LbMaglevSize         *ebpf.VariableSpec `ebpf:"lb_maglev_size"`
 	NodeIpv4             *ebpf.VariableSpec `ebpf:"node_ipv4"`
 	NodeIpv6             *ebpf.VariableSpec `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.VariableSpec `ebpf:"trace_level"`
@@ -300,16 +448,24 @@ func (o *lxcObjects) Close() error {
 //
 // It can be passed to loadLxcObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lxcMaps struct {
-	CiliaCt4       *ebpf.Map `ebpf:"cilia_ct4"`
-	CiliaCt6       *ebpf.Map `ebpf:"cilia_ct6"`
-	CiliaEndpoints *ebpf.Map `ebpf:"cilia_endpoints"`
-	CiliaEpPolicy  *ebpf.Map `ebpf:"cilia_ep_policy"`
-	CiliaEvents    *ebpf.Map `ebpf:"cilia_events"`
-	CiliaFrag      *ebpf.Map `ebpf:"cilia_frag"`
-	CiliaIpcHosts  *ebpf.Map `ebpf:"cilia_ipc_hosts"`
-	CiliaIpcache   *ebpf.Map `ebpf:"cilia_ipcache"`
-	CiliaMetrics   *ebpf.Map `ebpf:"cilia_metrics"`
-	CiliaPolicy    *ebpf.Map `ebpf:"cilia_policy"`
+	CiliaCt4           *ebpf.Map `ebpf:"cilia_ct4"`
+	CiliaCt6           *ebpf.Map `ebpf:"cilia_ct6"`
+	CiliaEndpoints     *ebpf.Map `ebpf:"cilia_endpoints"`
+	CiliaEpPolicy      *ebpf.Map `ebpf:"cilia_ep_policy"`
+	CiliaEvents        *ebpf.Map `ebpf:"cilia_events"`
+	CiliaFrag          *ebpf.Map `ebpf:"cilia_frag"`
+	CiliaIpcHosts      *ebpf.Map `ebpf:"cilia_ipc_hosts"`
+	CiliaIpcache       *ebpf.Map `ebpf:"cilia_ipcache"`
+	CiliaLbAffinity    *ebpf.Map `ebpf:"cilia_lb_affinity"`
+	CiliaLbBackends    *ebpf.Map `ebpf:"cilia_lb_backends"`
+	CiliaLbMaglev      *ebpf.Map `ebpf:"cilia_lb_maglev"`
+	CiliaLbRevnat      *ebpf.Map `ebpf:"cilia_lb_revnat"`
+	CiliaLbScratch     *ebpf.Map `ebpf:"cilia_lb_scratch"`
+	CiliaLbServices    *ebpf.Map `ebpf:"cilia_lb_services"`
+	CiliaLxcScratch    *ebpf.Map `ebpf:"cilia_lxc_scratch"`
+	CiliaMetrics       *ebpf.Map `ebpf:"cilia_metrics"`
+	CiliaPolicy        *ebpf.Map `ebpf:"cilia_policy"`
+	CiliaRejectScratch *ebpf.Map `ebpf:"cilia_reject_scratch"`
 }
 
 func (m *lxcMaps) Close() error {
@@ -322,8 +478,16 @@ func (m *lxcMaps) Close() error {
 		m.CiliaFrag,
 		m.CiliaIpcHosts,
 		m.CiliaIpcache,
+		m.CiliaLbAffinity,
+		m.CiliaLbBackends,
+		m.CiliaLbMaglev,
+		m.CiliaLbRevnat,
+		m.CiliaLbScratch,
+		m.CiliaLbServices,
+		m.CiliaLxcScratch,
 		m.CiliaMetrics,
 		m.CiliaPolicy,
+		m.CiliaRejectScratch,
 	)
 }
 
@@ -341,6 +505,8 @@ type lxcVariables struct {
 	EndpointIpv4         *ebpf.Variable `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.Variable `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.Variable `ebpf:"event_capture_len"`
+	JiffiesHz            *ebpf.Variable `ebpf:"jiffies_hz"`
+	LbMaglevSize         *ebpf.Variable `ebpf:"lb_maglev_size"`
 	NodeIpv4             *ebpf.Variable `ebpf:"node_ipv4"`
 	NodeIpv6             *ebpf.Variable `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.Variable `ebpf:"trace_level"`

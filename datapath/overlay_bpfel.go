@@ -91,6 +91,8 @@ const (
 	overlayVarEndpointIpv4         = "endpoint_ipv4"
 	overlayVarEndpointIpv6         = "endpoint_ipv6"
 	overlayVarEventCaptureLen      = "event_capture_len"
+	overlayVarJiffiesHz            = "jiffies_hz"
+	overlayVarLbMaglevSize         = "lb_maglev_size"
 	overlayVarNodeIpv4             = "node_ipv4"
 	overlayVarNodeIpv6             = "node_ipv6"
 	overlayVarTraceLevel           = "trace_level"
@@ -172,6 +174,8 @@ type overlayVariableSpecs struct {
 	EndpointIpv4         *ebpf.VariableSpec `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.VariableSpec `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.VariableSpec `ebpf:"event_capture_len"`
+	JiffiesHz            *ebpf.VariableSpec `ebpf:"jiffies_hz"`
+	LbMaglevSize         *ebpf.VariableSpec `ebpf:"lb_maglev_size"`
 	NodeIpv4             *ebpf.VariableSpec `ebpf:"node_ipv4"`
 	NodeIpv6             *ebpf.VariableSpec `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.VariableSpec `ebpf:"trace_level"`
@@ -235,6 +239,8 @@ type overlayVariables struct {
 	EndpointIpv4         *ebpf.Variable `ebpf:"endpoint_ipv4"`
 	EndpointIpv6         *ebpf.Variable `ebpf:"endpoint_ipv6"`
 	EventCaptureLen      *ebpf.Variable `ebpf:"event_capture_len"`
+	JiffiesHz            *ebpf.Variable `ebpf:"jiffies_hz"`
+	LbMaglevSize         *ebpf.Variable `ebpf:"lb_maglev_size"`
 	NodeIpv4             *ebpf.Variable `ebpf:"node_ipv4"`
 	NodeIpv6             *ebpf.Variable `ebpf:"node_ipv6"`
 	TraceLevel           *ebpf.Variable `ebpf:"trace_level"`

@@ -6,7 +6,7 @@
 #
 #   hack/install-deps.sh                  everything: generate + test
 #   hack/install-deps.sh --generate-only  clang-19, llvm-19, libbpf-dev, linux-libc-dev (make generate)
-#   hack/install-deps.sh --test-only      iproute2, tcpdump and a bpffs at /sys/fs/bpf (make test, make bench)
+#   hack/install-deps.sh --test-only      iproute2, tcpdump, iptables and a bpffs at /sys/fs/bpf (make test, make bench)
 #
 # Environment: CLANG (default clang-19) picks the compiler, and with it the
 # clang-N/llvm-N packages. With CILIA_SKIP_PRIVILEGED=1 a non-root caller gets
@@ -92,6 +92,7 @@ if ((want_test)); then
 	else
 		need_cmd ip iproute2     # netns/veth tests
 		need_cmd tcpdump tcpdump # cilia sim capture and its test
+		need_cmd iptables-restore iptables # cilia bench services (kube-proxy-style rules)
 		need_cmd nsenter util-linux
 	fi
 fi

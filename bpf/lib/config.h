@@ -39,4 +39,12 @@ volatile const __u32 ct_lifetime_tcp_syn = 60 * 1000;
 volatile const __u32 ct_lifetime_tcp_close = 10 * 1000;
 volatile const __u32 ct_lifetime_nontcp = 60 * 1000;
 
+/* The kernel's HZ (jiffies per second), for timeouts configured in seconds
+ * (session affinity). */
+volatile const __u32 jiffies_hz = 1000;
+
+/* Load balancing: the Maglev table size M in use, a prime <= LB_MAGLEV_MAX
+ * (lb.h); the first M entries of each cilia_lb_maglev table are used. */
+volatile const __u32 lb_maglev_size = 16381;
+
 #endif /* CILIA_CONFIG_H */

@@ -14,6 +14,18 @@
  * reversed tuple is its request's; other ICMP messages carry their type as
  * the destination port, and a tracked ICMP message only covers messages of
  * its own type (ct_icmp_matches). ICMP errors create no entry.
+ *
+ * Load balancing (lb.h) adds:
+ *   - service entries: keyed by the client's tuple towards a frontend
+ *     (client -> frontend address:port) with dir DIR_SERVICE; they pin the
+ *     backend (backend_id) chosen for the connection and name the frontend
+ *     (rev_nat_id). ct_lookup_service / ct_create_service.
+ *   - on the entry of a translated connection (the tuple after DNAT),
+ *     rev_nat_id: replies get the frontend's address:port as source
+ *     (lxc.c to_container); with CT_F_DSR (an ingress entry of a backend
+ *     reached in DSR mode) the backend's own replies get it in
+ *     from_container; CT_F_HAIRPIN marks the entries of a pod reaching
+ *     itself through a service (lxc.c).
  */
 #ifndef CILIA_CT_H
 #define CILIA_CT_H
@@ -35,6 +47,13 @@
 #define CT_F_RX_CLOSING 0x04 /* FIN in the reply direction */
 #define CT_F_CLOSED     0x08 /* RST, or FIN both ways */
 #define CT_F_PEER_REMOTE 0x10 /* the peer was no local endpoint at creation */
+#define CT_F_DSR        0x20 /* ingress entry of a DSR connection: replies leave with the frontend as source */
+#define CT_F_HAIRPIN    0x40 /* a pod's connection to itself through a service */
+#define CT_F_REJECTED   0x80 /* lets the rejection of a connection to a frontend without backends in (lxc.c) */
+
+/* The CT key direction of service entries (lb.h): the client's tuple
+ * towards the frontend. */
+#define DIR_SERVICE 3
 
 /* struct ct_entry is the state of one tracked connection. */
 struct ct_entry {
@@ -52,6 +71,8 @@ struct ct_entry {
 	__u8 tcp_flags;         /* TCP flags seen in the original direction */
 	__u8 reply_tcp_flags;   /* TCP flags seen in the reply direction */
 	__u8 pad[5];
+	__u32 backend_id;       /* service entries: the backend (lb.h) */
+	__u32 rev_nat_id;       /* != 0: the frontend replies are translated to (lb.h) */
 };
 
 /* struct tuple4 is the IPv4 conntrack key: struct tuple in 16 bytes, so
@@ -288,29 +309,106 @@ new:
 	return r->state = CT_NEW;
 }
 
+/* ct_fill writes the entry of a new connection for pkt into e (see
+ * ct_create): callers short of stack build it in map memory. */
+static __always_inline void ct_fill(struct ct_entry *e, const struct packet *pkt, __u32 len,
+				    __u64 now, __u32 remote_identity, __u32 revision, __u32 rule_id,
+				    __be16 proxy_port, __u8 flags, __u32 rev_nat_id)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->packets = 1;
+	e->bytes = len;
+	e->remote_identity = remote_identity;
+	e->policy_revision = revision;
+	e->rule_id = rule_id;
+	e->proxy_port = proxy_port;
+	e->policy_port = pkt->policy_port;
+	e->tcp_flags = pkt->tcp_flags;
+	e->flags = flags;
+	e->rev_nat_id = rev_nat_id;
+	if (pkt->tuple.nexthdr == IPPROTO_TCP && (pkt->tcp_flags & TCP_FLAG_RST))
+		e->flags |= CT_F_CLOSED;
+	e->expires = now + ct_lifetime(e, pkt->tuple.nexthdr);
+}
+
 /* ct_create records a new connection for pkt under key (r->key after a
- * CT_NEW lookup) at time now, with the initial CT_F_* flags. Returns 0, or -DROP_CT_MAP_INSERTION_FAILED when the map
- * refuses the entry (full): the caller must drop, never forward untracked. */
+ * CT_NEW lookup) at time now, with the initial CT_F_* flags and, for a
+ * load-balanced connection, the frontend's rev_nat_id (0: none). Returns 0,
+ * or -DROP_CT_MAP_INSERTION_FAILED when the map refuses the entry (full):
+ * the caller must drop, never forward untracked. */
 static __always_inline int ct_create(const struct tuple *key, const struct packet *pkt,
 				     __u32 len, __u64 now, __u32 remote_identity, __u32 revision,
-				     __u32 rule_id, __be16 proxy_port, __u8 flags)
+				     __u32 rule_id, __be16 proxy_port, __u8 flags, __u32 rev_nat_id)
 {
-	struct ct_entry e = {
-		.packets = 1,
-		.bytes = len,
-		.remote_identity = remote_identity,
-		.policy_revision = revision,
-		.rule_id = rule_id,
-		.proxy_port = proxy_port,
-		.policy_port = pkt->policy_port,
-		.tcp_flags = pkt->tcp_flags,
-		.flags = flags,
-	};
+	struct ct_entry e;
 
-	if (pkt->tuple.nexthdr == IPPROTO_TCP && (pkt->tcp_flags & TCP_FLAG_RST))
-		e.flags |= CT_F_CLOSED;
-	e.expires = now + ct_lifetime(&e, pkt->tuple.nexthdr);
+	ct_fill(&e, pkt, len, now, remote_identity, revision, rule_id, proxy_port, flags, rev_nat_id);
 	if (ct_map_update(key, &e) < 0)
+		return -DROP_CT_MAP_INSERTION_FAILED;
+	return 0;
+}
+
+/* ct_service_key writes the service entry key of pkt (its tuple towards a
+ * frontend, dir DIR_SERVICE) into key. */
+static __always_inline void ct_service_key(struct tuple *key, const struct packet *pkt)
+{
+	*key = pkt->tuple;
+	key->dir = DIR_SERVICE;
+	key->pad = 0;
+}
+
+/* ct_lookup_service returns the live service entry under key for pkt,
+ * accounted for pkt (len bytes at now), or NULL when there is none, it
+ * expired, or pkt is a fresh SYN on a closed TCP connection (a new
+ * connection that must choose again). Only the client's packets pass the
+ * entry: a TCP client's ACK says the server answered, and the entry counts
+ * as a reply seen (the established lifetime, like the connection's own
+ * entry). */
+static __always_inline struct ct_entry *ct_lookup_service(const struct tuple *key,
+							  const struct packet *pkt, __u32 len,
+							  __u64 now)
+{
+	struct ct_entry *e = ct_find_alive(key, now);
+
+	if (!e)
+		return NULL;
+	if (pkt->tuple.nexthdr == IPPROTO_TCP && (e->flags & CT_F_CLOSED) &&
+	    (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		return NULL;
+	if (pkt->tuple.nexthdr == IPPROTO_TCP && (pkt->tcp_flags & TCP_FLAG_ACK) &&
+	    !(e->flags & CT_F_REPLY_SEEN))
+		e->flags |= CT_F_REPLY_SEEN;
+	ct_account(e, pkt, 0, len, now);
+	return e;
+}
+
+/* ct_create_service records the service entry under key (ct_service_key)
+ * for pkt: backend backend_id of frontend rev_nat_id. Returns the entry,
+ * or NULL when the map refuses it. */
+static __always_inline struct ct_entry *ct_create_service(const struct tuple *key,
+							  const struct packet *pkt, __u32 len,
+							  __u64 now, __u32 backend_id,
+							  __u32 rev_nat_id)
+{
+	struct ct_entry e;
+
+	ct_fill(&e, pkt, len, now, 0, 0, 0, 0, 0, rev_nat_id);
+	e.backend_id = backend_id;
+	if (ct_map_update(key, &e) < 0)
+		return NULL;
+	return ct_map_lookup(key);
+}
+
+/* ct_create_service_in is ct_create_service building the entry in buf
+ * (map memory, for callers short of stack). Returns 0 or
+ * -DROP_CT_MAP_INSERTION_FAILED when the map refuses it. */
+static __always_inline int ct_create_service_in(const struct tuple *key, const struct packet *pkt,
+						__u32 len, __u64 now, __u32 backend_id,
+						__u32 rev_nat_id, struct ct_entry *buf)
+{
+	ct_fill(buf, pkt, len, now, 0, 0, 0, 0, 0, rev_nat_id);
+	buf->backend_id = backend_id;
+	if (ct_map_update(key, buf) < 0)
 		return -DROP_CT_MAP_INSERTION_FAILED;
 	return 0;
 }

@@ -20,7 +20,7 @@
 #define DROP_INVALID_PACKET                          134 // Malformed L2/L3 header: truncated, bad version, bad IHL, bad length
 #define DROP_CT_TRUNCATED_OR_INVALID_HEADER          135 // L4 header truncated or invalid (incl. first fragments hiding it)
 #define DROP_UNSUPPORTED_L3_PROTOCOL                 139 // EtherType is neither IPv4, IPv6 nor ARP
-#define DROP_ERROR_WRITING_TO_PACKET                 141 // Packet metadata (tunnel key) could not be written
+#define DROP_ERROR_WRITING_TO_PACKET                 141 // Packet or its metadata (tunnel key) could not be written
 #define DROP_UNKNOWN_L4_PROTOCOL                     142 // L4 protocol cannot be handled here
 #define DROP_ERROR_RETRIEVING_TUNNEL_KEY             147 // Packet from the overlay without a readable tunnel key
 #define DROP_CT_MAP_INSERTION_FAILED                 155 // Conntrack entry could not be created (map full)

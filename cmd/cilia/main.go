@@ -23,6 +23,7 @@ Run "cilia help <command>" for the details of a command.`,
 	}
 	root.AddCommand(newVersionCmd(), newBenchCmd(), newScenarioCmd(), newPolicyCmd(), newDriverCmd(), newReplayCmd())
 	root.AddCommand(newSimCmd())
+	root.AddCommand(newServiceCmd())
 	return root
 }
 

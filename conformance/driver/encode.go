@@ -145,10 +145,15 @@ type ProbeJSON struct {
 	Family   string     `json:"family"`
 	HTTP     *HTTPJSON  `json:"http,omitempty"`
 	Kafka    *KafkaJSON `json:"kafka,omitempty"`
-	Features []string   `json:"features,omitempty"`
-	Expect   ExpectJSON `json:"expect"`
-	Line     int        `json:"line,omitempty"`
-	Path     string     `json:"path,omitempty"`
+	// Name, Repeat and SourcePort are the probe's load-balancing fields:
+	// a driver uses SourcePort (0: its choice) and is called Repeat times.
+	Name       string     `json:"name,omitempty"`
+	Repeat     int        `json:"repeat,omitempty"`
+	SourcePort uint16     `json:"sourcePort,omitempty"`
+	Features   []string   `json:"features,omitempty"`
+	Expect     ExpectJSON `json:"expect"`
+	Line       int        `json:"line,omitempty"`
+	Path       string     `json:"path,omitempty"`
 }
 
 // PeerJSON is a probe's from or to.
@@ -183,6 +188,12 @@ type ExpectJSON struct {
 	HTTPStatus int      `json:"httpStatus,omitempty"`
 	BackendIn  []string `json:"backendIn,omitempty"`
 	SourceSeen string   `json:"sourceSeen,omitempty"`
+	// The load-balancing expectations, checked by the suite across
+	// observations.
+	SameBackend      bool     `json:"sameBackend,omitempty"`
+	DistinctBackends int      `json:"distinctBackends,omitempty"`
+	SameBackendAs    string   `json:"sameBackendAs,omitempty"`
+	ReplyNotVia      []string `json:"replyNotVia,omitempty"`
 }
 
 // ObservationJSON is the outcome of a probe.
@@ -194,6 +205,9 @@ type ObservationJSON struct {
 	Backend    string `json:"backend,omitempty"`
 	// SourceSeen is an IP address, or absent.
 	SourceSeen string `json:"sourceSeen,omitempty"`
+	// ReplyVia names the nodes whose datapath handled a reply packet;
+	// absent when the driver cannot tell.
+	ReplyVia []string `json:"replyVia,omitempty"`
 	// Flows are Hubble flow.Flow objects as protojson with proto field
 	// names prints them (`hubble observe -o jsonpb` without the
 	// GetFlowsResponse wrapper).
@@ -337,7 +351,10 @@ func EncodeProbe(p scenario.Probe) ProbeJSON {
 	out := ProbeJSON{ID: p.ID, Step: p.Step, From: encodePeer(p.From), To: encodePeer(p.To), Port: p.Port, PortName: p.PortName,
 		Protocol: string(p.Protocol), Family: string(p.Family), Line: p.Line, Path: p.Path,
 		Expect: ExpectJSON{Verdict: string(p.Expect.Verdict), DropReason: p.Expect.DropReason, HTTPStatus: p.Expect.HTTPStatus,
-			BackendIn: p.Expect.BackendIn, SourceSeen: p.Expect.SourceSeen}}
+			BackendIn: p.Expect.BackendIn, SourceSeen: p.Expect.SourceSeen,
+			SameBackend: p.Expect.SameBackend, DistinctBackends: p.Expect.DistinctBackends,
+			SameBackendAs: p.Expect.SameBackendAs, ReplyNotVia: p.Expect.ReplyNotVia},
+		Name: p.Name, Repeat: p.Repeat, SourcePort: p.SourcePort}
 	if len(p.Features) > 0 {
 		out.Features = featureNames(p.Features)
 	}
@@ -360,7 +377,13 @@ func DecodeProbe(pj ProbeJSON) (scenario.Probe, error) {
 	p := scenario.Probe{ID: pj.ID, Step: pj.Step, Port: pj.Port, PortName: pj.PortName,
 		Protocol: scenario.Protocol(pj.Protocol), Family: scenario.Family(pj.Family), Line: pj.Line, Path: pj.Path,
 		Expect: scenario.Expectation{Verdict: scenario.Verdict(pj.Expect.Verdict), DropReason: pj.Expect.DropReason,
-			HTTPStatus: pj.Expect.HTTPStatus, BackendIn: pj.Expect.BackendIn, SourceSeen: pj.Expect.SourceSeen}}
+			HTTPStatus: pj.Expect.HTTPStatus, BackendIn: pj.Expect.BackendIn, SourceSeen: pj.Expect.SourceSeen,
+			SameBackend: pj.Expect.SameBackend, DistinctBackends: pj.Expect.DistinctBackends,
+			SameBackendAs: pj.Expect.SameBackendAs, ReplyNotVia: pj.Expect.ReplyNotVia},
+		Name: pj.Name, Repeat: pj.Repeat, SourcePort: pj.SourcePort}
+	if p.Repeat == 0 {
+		p.Repeat = 1
+	}
 	if p.ID == "" {
 		return p, fmt.Errorf("probe: missing id")
 	}
@@ -414,7 +437,8 @@ var flowJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 // EncodeObservation returns the JSON form of obs.
 func EncodeObservation(obs target.Observation) (ObservationJSON, error) {
-	out := ObservationJSON{Verdict: string(obs.Verdict), DropReason: obs.DropReason, HTTPStatus: obs.HTTPStatus, Backend: obs.Backend}
+	out := ObservationJSON{Verdict: string(obs.Verdict), DropReason: obs.DropReason, HTTPStatus: obs.HTTPStatus, Backend: obs.Backend,
+		ReplyVia: obs.ReplyVia}
 	if obs.SourceSeen.IsValid() {
 		out.SourceSeen = obs.SourceSeen.String()
 	}
@@ -431,7 +455,8 @@ func EncodeObservation(obs target.Observation) (ObservationJSON, error) {
 // DecodeObservation returns the observation oj encodes; it checks the
 // verdict, the source address and the flows.
 func DecodeObservation(oj ObservationJSON) (target.Observation, error) {
-	obs := target.Observation{Verdict: target.Verdict(oj.Verdict), DropReason: oj.DropReason, HTTPStatus: oj.HTTPStatus, Backend: oj.Backend}
+	obs := target.Observation{Verdict: target.Verdict(oj.Verdict), DropReason: oj.DropReason, HTTPStatus: oj.HTTPStatus, Backend: oj.Backend,
+		ReplyVia: oj.ReplyVia}
 	switch obs.Verdict {
 	case target.Allowed, target.Denied:
 	case "":

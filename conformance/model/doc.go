@@ -25,4 +25,15 @@
 //     (else POLICY_DENIED).
 //  4. A connection allowed both ways completes, replies included (policy is
 //     stateful: replies of an allowed connection are never checked again).
+//
+// A probe to a service frontend (a cluster IP, a node port, an external IP
+// or a load-balancer IP) is first load-balanced (services.go,
+// probeService): the eligible backends (selector, family, targetPort,
+// terminating, externalTrafficPolicy Local at the entry node), one chosen
+// by rendezvous hashing of the client's address and source port (address
+// only with session affinity); no eligible backend is a deny with
+// NO_SERVICE. Then steps 1-4 run as for a direct connection to the chosen
+// backend at its target port, with the source the backend sees (the
+// client, or the entry node when source NATed; a pod reaching itself is
+// checked for egress only). docs/load-balancing.md ("What the model computes") has the rules.
 package model

@@ -26,14 +26,24 @@ const (
 type Answer struct {
 	// Verdict is allow when the connection completes, replies included.
 	Verdict scenario.Verdict
-	// DropReason is DropPolicyDeny or DropPolicyDenied for a deny.
+	// DropReason is DropPolicyDeny, DropPolicyDenied or DropNoService for
+	// a deny.
 	DropReason string
 	// SourceSeen is the address the server sees: the client's own (no NAT
-	// on pod, node or external traffic without services).
+	// on pod, node or external traffic without services); through a
+	// service, the entry node's when the connection is source NATed, the
+	// frontend address for a pod reaching itself (hairpin).
 	SourceSeen netip.Addr
-	// Backend is the pod that serves the connection, "" when the
-	// destination is not a pod.
+	// Backend is the pod that serves an allowed connection, "" when the
+	// destination is not a pod (or for a deny). Through a service it is
+	// the chosen backend (Why names it for a deny too).
 	Backend string
+	// ReplyVia are the names of the nodes whose datapath handles the reply
+	// packets of an allowed connection, sorted (not nil): the nodes of
+	// the pod and node ends; through a service, the backend's
+	// node, the client pod's node, and the entry node when source NATed
+	// (see probeService). Empty for a deny.
+	ReplyVia []string
 	// Why explains the verdict in words: the direction that decided and
 	// the policies that did.
 	Why string
@@ -252,9 +262,21 @@ func (m *Model) verdictFor(dir direction, subject, peer endpoint, c connection) 
 // both the egress policy on the source pod and the ingress policy on the
 // destination pod need to allow the connection"; "when a connection is
 // allowed, reply traffic for that connection is implicitly allowed")
+//
+// A probe to a service frontend (service:ns/name, a node port on a node, an
+// external IP or load-balancer IP) is answered by probeService, for the
+// client source port p.SourcePort: the model target gives every probe a
+// fresh one unless the probe fixes it.
 func (m *Model) Probe(p scenario.Probe) (Answer, error) {
 	if p.HTTP != nil || p.Kafka != nil {
-		return Answer{}, fmt.Errorf("probe %s: L7 requests are not modelled yet", p.ID)
+		return Answer{}, fmt.Errorf("probe %s: L7 requests: %w", p.ID, ErrNotModelled)
+	}
+	f, isFrontend, err := findFrontend(m.state, p)
+	if err != nil {
+		return Answer{}, fmt.Errorf("probe %s: to: %w", p.ID, err)
+	}
+	if isFrontend {
+		return m.probeService(p, f)
 	}
 	from, err := resolveEndpoint(m.state, p.From, p.Family)
 	if err != nil {
@@ -287,5 +309,6 @@ func (m *Model) Probe(p scenario.Probe) (Answer, error) {
 	if to.kind == kindPod {
 		a.Backend = to.pod.Key()
 	}
+	a.ReplyVia = sortedNodes([]string{from.nodeName(), to.nodeName()})
 	return a, nil
 }

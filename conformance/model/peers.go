@@ -59,7 +59,19 @@ func resolveEndpoint(st *scenario.State, p scenario.Peer, f scenario.Family) (en
 	case scenario.PeerExternal:
 		return endpoint{kind: kindWorld, addr: addr, name: p.String()}, nil
 	}
-	return endpoint{}, fmt.Errorf("%s: the model does not evaluate %s peers (services are not modelled yet)", p, p.Kind)
+	return endpoint{}, fmt.Errorf("%s: a service address that is no frontend of this probe: %w", p, ErrNotModelled)
+}
+
+// nodeName is the node an end of a connection runs on: a pod's node, a
+// node itself; "" outside the cluster.
+func (e endpoint) nodeName() string {
+	switch e.kind {
+	case kindPod:
+		return e.pod.Node
+	case kindNode:
+		return e.node
+	}
+	return ""
 }
 
 // entity names what the peer is from the point of view of a pod on node

@@ -377,4 +377,34 @@ probes: 42
 		"t.yaml:15:1: metadata: duplicate field \"metadata\" (first at line 3)",
 		"t.yaml:16:9: probes: expected a list, got an integer (42)",
 	}},
+	{"load-balancing probe fields", onePod + `  services: [{name: default/ds, selector: {class: deathstar}, ports: [{port: 80}]}]
+probes:
+  - {name: first, from: default/xwing, to: service:default/ds, port: 80, repeat: 0, expect: allow}
+  - {name: Bad_Name, from: default/xwing, to: service:default/ds, port: 80, repeat: 2, sourcePort: 40000, expect: allow}
+  - {from: default/xwing, to: service:default/ds, port: 80, sourcePort: 80, expect: {verdict: allow, sameBackend: true, distinctBackends: 3}}
+  - {from: default/xwing, to: service:default/ds, port: 80, expect: {verdict: deny, sameBackendAs: first}}
+  - {name: first, from: default/xwing, to: service:default/ds, port: 80, repeat: 3, expect: {verdict: allow, sameBackendAs: frist, replyNotVia: [node-2], distinctBackends: 1}}
+  - {from: default/xwing, to: default/deathstar, protocol: ICMP, sourcePort: 2000, expect: {verdict: allow, sameBackend: false}}
+`, []string{
+		"t.yaml:12:82: probes[0].repeat: repeat 0 is out of range (1-1000)",
+		"t.yaml:13:12: probes[1].name: invalid probe name \"Bad_Name\": lowercase letters, digits and '-', starting and ending with a letter or digit",
+		"t.yaml:13:100: probes[1].sourcePort: sourcePort fixes one connection; repeat makes new ones from fresh ports: use one or the other",
+		"t.yaml:14:73: probes[2].sourcePort: sourcePort 80 is out of range (1024-65535)",
+		"t.yaml:14:115: probes[2].expect.sameBackend: sameBackend relates the repetitions of a probe: it needs repeat of at least 2",
+		"t.yaml:14:139: probes[2].expect.distinctBackends: distinctBackends 3 needs at least as many repetitions (repeat is 1)",
+		"t.yaml:15:100: probes[3].expect.sameBackendAs: sameBackendAs needs verdict allow",
+		"t.yaml:16:12: probes[4].name: duplicate probe name \"first\" (also probes[0], line 12)",
+		"t.yaml:16:125: probes[4].expect.sameBackendAs: sameBackendAs \"frist\" names no earlier probe (did you mean \"first\"?)",
+		"t.yaml:16:146: probes[4].expect.replyNotVia[0]: unknown node \"node-2\" (did you mean \"node-1\"?)",
+		"t.yaml:16:173: probes[4].expect.distinctBackends: distinctBackends must be at least 2, got 1",
+		"t.yaml:17:78: probes[5].sourcePort: an ICMP probe has no source port",
+		"t.yaml:17:122: probes[5].expect.sameBackend: sameBackend must be true (leave it out otherwise), got a boolean (false)",
+	}},
+	{"terminatePods", onePod + `steps:
+  - terminatePods: [default/xwing, default/nope, default/xwing]
+    probes: [{from: default/xwing, to: default/deathstar, port: 80, expect: allow}]
+`, []string{
+		"t.yaml:11:36: steps[0].terminatePods[1]: unknown pod \"default/nope\" (pods: default/deathstar, default/xwing)",
+		"t.yaml:11:50: steps[0].terminatePods[2]: pod \"default/xwing\" is terminating already",
+	}},
 }

@@ -33,6 +33,8 @@ type builder struct {
 	step *Step
 	// ids counts probe IDs, for #2 suffixes.
 	ids map[string]int
+	// names are the probe names declared so far, with their probe.
+	names map[string]Probe
 }
 
 // build resolves f into a Scenario; problems go to d.
@@ -48,6 +50,7 @@ func (d *decoder) build(f *fileSpec) *Scenario {
 		everPods:  map[string]bool{},
 		laterPods: map[string]string{},
 		ids:       map[string]int{},
+		names:     map[string]Probe{},
 	}
 	if f.nameAt.n != nil {
 		b.sc.nameLine, b.sc.nameColumn = f.nameAt.n.Line, f.nameAt.n.Column
@@ -480,6 +483,7 @@ func (b *builder) stepEntry(ss stepSpec) {
 	for _, ps := range ss.addPods {
 		b.addPod(ps)
 	}
+	b.terminatePods(ss)
 	b.setLabels(ss)
 	b.deleteObjects(ss)
 	b.applyObjects(ss)
@@ -505,6 +509,26 @@ func (b *builder) deletePods(ss stepSpec) {
 		b.release(p.IPv4, p.IPv6)
 		b.st.Pods = append(b.st.Pods[:i:i], b.st.Pods[i+1:]...)
 		b.step.DeletePods = append(b.step.DeletePods, dp.s)
+	}
+}
+
+// terminatePods marks pods terminating.
+func (b *builder) terminatePods(ss stepSpec) {
+	for _, tp := range ss.terminatePods {
+		if _, _, err := checkKey(tp.s, "pod"); err != nil {
+			b.d.errorf(tp.at, "%v", err)
+			continue
+		}
+		i := b.podIndex(tp.s)
+		switch {
+		case i < 0:
+			b.d.errorf(tp.at, "%s", b.unknownPod(tp.s))
+		case b.st.Pods[i].Terminating:
+			b.d.errorf(tp.at, "pod %q is terminating already", tp.s)
+		default:
+			b.st.Pods[i].Terminating = true
+			b.step.TerminatePods = append(b.step.TerminatePods, tp.s)
+		}
 	}
 }
 

@@ -30,6 +30,9 @@ func (b *builder) stepProbes(step *Step, probes []probeSpec, matrices []matrixSp
 	}
 	b.checkConflicts(all)
 	for _, bp := range all {
+		if bp.p.Repeat == 0 {
+			bp.p.Repeat = 1 // matrix cells
+		}
 		bp.p.Step = step.Index
 		bp.p.ID = b.newID(step.Index, bp.p)
 		step.Probes = append(step.Probes, bp.p)
@@ -57,8 +60,73 @@ func (b *builder) probe(ps probeSpec) (Probe, bool) {
 	ok := b.probePort(ps, &p)
 	ok = b.probeFamily(ps, &p) && ok
 	ok = b.probeL7(ps, &p) && ok
+	ok = b.probeLB(ps, &p) && ok
 	p.Features = probeFeatures(p)
 	return p, ok && ps.ok && okBackends
+}
+
+// probeLB resolves a probe's name, repeat and sourcePort and checks the
+// load-balancing expectations against them: sameBackend needs repeat >= 2,
+// distinctBackends at most repeat, sameBackendAs an earlier probe's name,
+// replyNotVia known nodes.
+func (b *builder) probeLB(ps probeSpec, p *Probe) bool {
+	ok := true
+	p.Repeat, p.SourcePort = 1, uint16(ps.sourcePort)
+	if ps.repeat > 0 {
+		p.Repeat = int(ps.repeat)
+	}
+	if p.SourcePort != 0 && p.Protocol == ICMP {
+		b.d.errorf(ps.sourcePortAt, "an ICMP probe has no source port")
+		ok = false
+	}
+	es := ps.expect
+	if es.e.SameBackend && p.Repeat < 2 {
+		b.d.errorf(es.sameBackendAt, "sameBackend relates the repetitions of a probe: it needs repeat of at least 2")
+		ok = false
+	}
+	if es.e.DistinctBackends > p.Repeat {
+		b.d.errorf(es.distinctAt, "distinctBackends %d needs at least as many repetitions (repeat is %d)", es.e.DistinctBackends, p.Repeat)
+		ok = false
+	}
+	if name := es.e.SameBackendAs; name != "" {
+		ref, found := b.names[name]
+		switch {
+		case name == ps.name.s:
+			b.d.errorf(es.sameAsAt, "sameBackendAs %q names this probe itself", name)
+			ok = false
+		case !found:
+			var known []string
+			for n := range b.names {
+				known = append(known, n)
+			}
+			sort.Strings(known)
+			b.d.errorf(es.sameAsAt, "sameBackendAs %q names no earlier probe%s", name, suggest(name, known, "named probes"))
+			ok = false
+		case ref.Expect.Verdict != Allow:
+			b.d.errorf(es.sameAsAt, "sameBackendAs %q names a probe that expects deny: it has no backend", name)
+			ok = false
+		}
+	}
+	for i, n := range es.e.ReplyNotVia {
+		if _, known := b.nodeIndex[n]; !known {
+			var nodes []string
+			for _, node := range b.st.Nodes {
+				nodes = append(nodes, node.Name)
+			}
+			b.d.errorf(es.replyNotViaAt[i], "unknown node %q%s", n, suggest(n, nodes, "nodes"))
+			ok = false
+		}
+	}
+	p.Name = ps.name.s
+	if p.Name != "" {
+		if prev, dup := b.names[p.Name]; dup {
+			b.d.errorf(ps.name.at, "duplicate probe name %q (also %s, line %d)", p.Name, prev.Path, prev.Line)
+			ok = false
+		} else {
+			b.names[p.Name] = *p
+		}
+	}
+	return ok
 }
 
 // probePort resolves a probe's port and protocol: a named port gives
@@ -266,7 +334,7 @@ func probeKey(p Probe) string {
 	if p.Kafka != nil {
 		l7 = fmt.Sprintf("kafka %+v", *p.Kafka)
 	}
-	return fmt.Sprintf("%s|%s|%d|%s|%s|%s", p.From, p.To, p.Port, p.Protocol, p.Family, l7)
+	return fmt.Sprintf("%s|%s|%d|%s|%s|%s|%s|%d|%d", p.From, p.To, p.Port, p.Protocol, p.Family, l7, p.Name, p.Repeat, p.SourcePort)
 }
 
 // checkConflicts reports probes of one step that do the same thing but
@@ -301,6 +369,15 @@ func (b *builder) newID(step int, p Probe) string {
 		if p.Kafka.Topic != "" {
 			id += " " + p.Kafka.Topic
 		}
+	}
+	if p.SourcePort != 0 {
+		id += fmt.Sprintf(" from port %d", p.SourcePort)
+	}
+	if p.Repeat > 1 {
+		id += fmt.Sprintf(" x%d", p.Repeat)
+	}
+	if p.Name != "" {
+		id += " [" + p.Name + "]"
 	}
 	b.ids[id]++
 	if n := b.ids[id]; n > 1 {

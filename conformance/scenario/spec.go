@@ -93,7 +93,14 @@ type probeSpec struct {
 	http     *HTTPRequest
 	kafka    *KafkaRequest
 	l7At     loc
-	expect   expectSpec
+	// name, repeat and sourcePort are the load-balancing fields (0 when
+	// not given).
+	name         strAt
+	repeat       int64
+	repeatAt     loc
+	sourcePort   int64
+	sourcePortAt loc
+	expect       expectSpec
 	// ok is false when any field failed to decode; portOK when port,
 	// protocol, family and the L7 request decoded (so that they can be
 	// resolved even when, say, expect is wrong).
@@ -113,7 +120,10 @@ type expectSpec struct {
 	e         Expectation
 	at        loc
 	backendAt []loc
-	ok        bool
+	// Where the load-balancing expectations were written.
+	sameBackendAt, distinctAt, sameAsAt loc
+	replyNotViaAt                       []loc
+	ok                                  bool
 }
 
 // strAt is a string and where it was written.
@@ -160,8 +170,10 @@ type stepSpec struct {
 	setLabels  []labelSpec
 	addPods    []podSpec
 	deletePods []strAt
-	probes     []probeSpec
-	matrix     []matrixSpec
+	// terminatePods are the pods that start terminating.
+	terminatePods []strAt
+	probes        []probeSpec
+	matrix        []matrixSpec
 }
 
 // deleteSpec is one entry of a step's delete.

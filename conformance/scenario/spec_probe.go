@@ -30,11 +30,13 @@ func (d *decoder) probes(n *yaml.Node, path string) []probeSpec {
 // probe decodes one probe.
 func (d *decoder) probe(n *yaml.Node, path string) probeSpec {
 	ps := probeSpec{at: at(n, path)}
-	fs, ok := d.fields(n, path, "from", "to", "port", "protocol", "family", "http", "kafka", "expect")
+	fs, ok := d.fields(n, path, "name", "from", "to", "port", "protocol", "family", "http", "kafka",
+		"repeat", "sourcePort", "expect")
 	if !ok {
 		return ps
 	}
 	ps.ok, ps.portOK = true, true
+	ps.ok = d.probeLB(fs, &ps) && ps.ok
 	var good bool
 	ps.from, good = fs.requireStr("from")
 	ps.ok = ps.ok && good
@@ -171,7 +173,8 @@ func (d *decoder) expect(n *yaml.Node, path string, hasHTTP bool) expectSpec {
 		es.e.Verdict, es.ok = d.verdict(n, path)
 		return es
 	}
-	fs, ok := d.fields(n, path, "verdict", "dropReason", "httpStatus", "backendIn", "sourceSeen")
+	fs, ok := d.fields(n, path, "verdict", "dropReason", "httpStatus", "backendIn", "sourceSeen",
+		"sameBackend", "distinctBackends", "sameBackendAs", "replyNotVia")
 	if !ok {
 		return es
 	}
@@ -186,7 +189,90 @@ func (d *decoder) expect(n *yaml.Node, path string, hasHTTP bool) expectSpec {
 	d.httpStatus(fs, &es, hasHTTP)
 	d.backendIn(fs, &es)
 	d.sourceSeen(fs, &es)
+	d.expectLB(fs, &es)
 	return es
+}
+
+// probeLB decodes a probe's name, repeat and sourcePort.
+func (d *decoder) probeLB(fs *fieldSet, ps *probeSpec) bool {
+	ok := true
+	if name, given := fs.str("name"); given {
+		ps.name = strAt{s: name, at: fs.at("name")}
+		if !dnsLabelRE.MatchString(name) {
+			d.errorf(fs.at("name"), "invalid probe name %q: lowercase letters, digits and '-', starting and ending with a letter or digit", name)
+			ok = false
+		}
+	}
+	if v := fs.get("repeat"); v != nil {
+		n, good := d.integer(v, fs.at("repeat").path)
+		ps.repeat, ps.repeatAt = n, fs.at("repeat")
+		if good && (n < 1 || n > 1000) {
+			d.errorf(fs.at("repeat"), "repeat %d is out of range (1-1000)", n)
+			good = false
+		}
+		ok = ok && good
+	}
+	if v := fs.get("sourcePort"); v != nil {
+		n, good := d.integer(v, fs.at("sourcePort").path)
+		ps.sourcePort, ps.sourcePortAt = n, fs.at("sourcePort")
+		switch {
+		case !good:
+		case n < 1024 || n > 65535:
+			d.errorf(fs.at("sourcePort"), "sourcePort %d is out of range (1024-65535)", n)
+			good = false
+		case ps.repeat > 1:
+			d.errorf(fs.at("sourcePort"), "sourcePort fixes one connection; repeat makes new ones from fresh ports: use one or the other")
+			good = false
+		}
+		ok = ok && good
+	}
+	return ok
+}
+
+// expectLB decodes the load-balancing expectations: sameBackend,
+// distinctBackends, sameBackendAs, replyNotVia (allow only; how they
+// relate to repeat and other probes is checked when the probe is built).
+func (d *decoder) expectLB(fs *fieldSet, es *expectSpec) {
+	allowOnly := func(name string) bool {
+		if es.e.Verdict != Allow {
+			d.errorf(fs.at(name), "%s needs verdict allow", name)
+			es.ok = false
+			return false
+		}
+		return true
+	}
+	if v := fs.get("sameBackend"); v != nil && allowOnly("sameBackend") {
+		b := resolve(v)
+		if b.Kind != yaml.ScalarNode || b.ShortTag() != "!!bool" || b.Value != "true" {
+			d.errorf(fs.at("sameBackend"), "sameBackend must be true (leave it out otherwise), got %s", describe(v))
+			es.ok = false
+		} else {
+			es.e.SameBackend, es.sameBackendAt = true, fs.at("sameBackend")
+		}
+	}
+	if v := fs.get("distinctBackends"); v != nil && allowOnly("distinctBackends") {
+		n, good := d.integer(v, fs.at("distinctBackends").path)
+		switch {
+		case !good:
+			es.ok = false
+		case n < 2:
+			d.errorf(fs.at("distinctBackends"), "distinctBackends must be at least 2, got %d", n)
+			es.ok = false
+		default:
+			es.e.DistinctBackends, es.distinctAt = int(n), fs.at("distinctBackends")
+		}
+	}
+	if name, given := fs.str("sameBackendAs"); given && allowOnly("sameBackendAs") {
+		es.e.SameBackendAs, es.sameAsAt = name, fs.at("sameBackendAs")
+	}
+	if v := fs.get("replyNotVia"); v != nil && allowOnly("replyNotVia") {
+		names, locs := d.strList(v, fs.at("replyNotVia").path)
+		if len(names) == 0 {
+			d.errorf(fs.at("replyNotVia"), "replyNotVia lists no nodes")
+			es.ok = false
+		}
+		es.e.ReplyNotVia, es.replyNotViaAt = names, locs
+	}
 }
 
 // dropReason decodes expect.dropReason: a catalogue name, deny only.
@@ -459,6 +545,10 @@ func (d *decoder) except(n *yaml.Node, path string, def Verdict) exceptSpec {
 	}
 	if v := fs.get("expect"); v != nil {
 		es := d.expect(v, field(path, "expect"), false)
+		if e := es.e; e.SameBackend || e.DistinctBackends != 0 || e.SameBackendAs != "" || len(e.ReplyNotVia) > 0 {
+			d.errorf(es.at, "sameBackend, distinctBackends, sameBackendAs and replyNotVia relate single probes: write them in probes, not in a matrix")
+			es.ok = false
+		}
 		ex.expect = &es
 	}
 	return ex
@@ -467,7 +557,7 @@ func (d *decoder) except(n *yaml.Node, path string, def Verdict) exceptSpec {
 // step decodes one entry of steps.
 func (d *decoder) step(n *yaml.Node, path string) stepSpec {
 	ss := stepSpec{at: at(n, path)}
-	fs, ok := d.fields(n, path, "apply", "delete", "setLabels", "addPods", "deletePods", "probes", "matrix")
+	fs, ok := d.fields(n, path, "apply", "delete", "setLabels", "addPods", "deletePods", "terminatePods", "probes", "matrix")
 	if !ok {
 		return ss
 	}
@@ -487,6 +577,12 @@ func (d *decoder) step(n *yaml.Node, path string) stepSpec {
 		keys, locs := d.strList(v, field(path, "deletePods"))
 		for i := range keys {
 			ss.deletePods = append(ss.deletePods, strAt{s: keys[i], at: locs[i]})
+		}
+	}
+	if v := fs.get("terminatePods"); v != nil {
+		keys, locs := d.strList(v, field(path, "terminatePods"))
+		for i := range keys {
+			ss.terminatePods = append(ss.terminatePods, strAt{s: keys[i], at: locs[i]})
 		}
 	}
 	if v := fs.get("probes"); v != nil {

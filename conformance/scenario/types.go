@@ -87,7 +87,10 @@ type Pod struct {
 	IPv4  netip.Addr // optional: a target may assign its own
 	IPv6  netip.Addr // optional
 	Ports []Port
-	Line  int
+	// Terminating is set by a step's terminatePods: the pod still runs and
+	// serves, and services use it only when they have no other backend.
+	Terminating bool
+	Line        int
 }
 
 // Key returns "namespace/name".
@@ -175,6 +178,11 @@ type Step struct {
 	AddPods   []Pod
 	// DeletePods are "namespace/name" keys.
 	DeletePods []string
+	// TerminatePods are "namespace/name" keys of pods that start
+	// terminating: they keep running and serving, and a service uses them
+	// only when it has no other backend (Kubernetes' terminating
+	// endpoints).
+	TerminatePods []string
 	// AddNamespaces are the namespaces this step's addPods and apply use
 	// that did not exist before (implied, with only the name label). A
 	// target creates them first.
@@ -237,6 +245,9 @@ type Peer struct {
 
 // Probe is one connection attempt and what it must observe.
 type Probe struct {
+	// Name is the optional name other probes' sameBackendAs refers to,
+	// unique within the scenario.
+	Name string
 	// ID is unique within the scenario and stable: used in spec names and
 	// reports, e.g. "step 1: default/xwing -> default/deathstar 80/TCP"
 	// (docs/scenario-format.md, "Probe IDs").
@@ -253,7 +264,14 @@ type Probe struct {
 	Family   Family
 	HTTP     *HTTPRequest
 	Kafka    *KafkaRequest
-	Expect   Expectation
+	// Repeat is how many connections the probe makes (at least 1), each
+	// from a fresh client source port; the expectation holds for every
+	// one, and sameBackend / distinctBackends relate them.
+	Repeat int
+	// SourcePort fixes the client's source port (0: the target picks one),
+	// so that the same connection 5-tuple can be probed again later.
+	SourcePort uint16
+	Expect     Expectation
 	// Features the probe needs beyond the scenario's (e.g. ipv6 for an
 	// IPv6 probe); the spec's labels are the union.
 	Features []features.Feature
@@ -295,6 +313,16 @@ type Expectation struct {
 	HTTPStatus int
 	BackendIn  []string // pod keys
 	SourceSeen string   // client | node | <ip>
+	// SameBackend: every repetition of the probe is served by one backend.
+	SameBackend bool
+	// DistinctBackends: the repetitions are served by at least this many
+	// different backends (0: not checked).
+	DistinctBackends int
+	// SameBackendAs names an earlier probe: this one is served by the
+	// backend that served it.
+	SameBackendAs string
+	// ReplyNotVia are nodes whose datapath must not handle the reply.
+	ReplyNotVia []string
 }
 
 // String formats a peer as a scenario file writes it: "ns/name",
@@ -326,6 +354,18 @@ func (e Expectation) String() string {
 	}
 	if e.SourceSeen != "" {
 		s += " sourceSeen=" + e.SourceSeen
+	}
+	if e.SameBackend {
+		s += " sameBackend"
+	}
+	if e.DistinctBackends != 0 {
+		s += " distinctBackends=" + strconv.Itoa(e.DistinctBackends)
+	}
+	if e.SameBackendAs != "" {
+		s += " sameBackendAs=" + e.SameBackendAs
+	}
+	if len(e.ReplyNotVia) > 0 {
+		s += " replyNotVia=[" + strings.Join(e.ReplyNotVia, ",") + "]"
 	}
 	return s
 }

@@ -1,16 +1,19 @@
 // Package scenarioagent drives the reference agent from a scenario: it
 // builds the scenario's cluster in an agent.Agent (nodes, namespaces,
-// pods, policies) and applies each step's mutations, in the order the
+// pods, services, policies) and applies each step's mutations, in the order the
 // scenario format defines. Targets built on the reference agent (testrun)
 // and `cilia policy trace` share it.
 package scenarioagent
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 
 	"github.com/ciliaproject/cilia/agent"
 	"github.com/ciliaproject/cilia/agent/policy"
 	"github.com/ciliaproject/cilia/agent/policy/load"
+	"github.com/ciliaproject/cilia/agent/service"
 	"github.com/ciliaproject/cilia/conformance/scenario"
 )
 
@@ -18,7 +21,7 @@ import (
 type DatapathFor func(n scenario.Node) (agent.Datapath, error)
 
 // Setup builds sc's initial cluster in a: every node (with the datapath dp
-// gives it), namespace, pod and policy.
+// gives it), namespace, pod, service (once its pods exist) and policy.
 func Setup(a *agent.Agent, sc *scenario.Scenario, dp DatapathFor) error {
 	for _, n := range sc.Cluster.Nodes {
 		d, err := dp(n)
@@ -39,6 +42,15 @@ func Setup(a *agent.Agent, sc *scenario.Scenario, dp DatapathFor) error {
 			return err
 		}
 	}
+	for _, s := range sc.Cluster.Services {
+		svc, err := Service(s)
+		if err != nil {
+			return err
+		}
+		if err := a.UpsertService(svc); err != nil {
+			return err
+		}
+	}
 	for _, obj := range sc.Policies {
 		if err := ApplyPolicy(a, obj); err != nil {
 			return err
@@ -48,8 +60,8 @@ func Setup(a *agent.Agent, sc *scenario.Scenario, dp DatapathFor) error {
 }
 
 // Step applies a step's mutations in the scenario format's order:
-// namespaces, deleted pods, added pods, labels, deleted policies, applied
-// policies.
+// namespaces, deleted pods, added pods, terminating pods, labels, deleted
+// policies, applied policies.
 func Step(a *agent.Agent, st scenario.Step) error {
 	for _, ns := range st.AddNamespaces {
 		if err := a.SetNamespace(ns.Name, ns.Labels); err != nil {
@@ -63,6 +75,11 @@ func Step(a *agent.Agent, st scenario.Step) error {
 	}
 	for _, p := range st.AddPods {
 		if err := AddPod(a, p); err != nil {
+			return err
+		}
+	}
+	for _, key := range st.TerminatePods {
+		if err := a.SetPodTerminating(key, true); err != nil {
 			return err
 		}
 	}
@@ -120,4 +137,46 @@ func ApplyPolicy(a *agent.Agent, obj scenario.Object) error {
 		return fmt.Errorf("apply policy %s %s/%s: not a policy object", obj.Kind, obj.Namespace, obj.Name)
 	}
 	return a.ApplyPolicy(p)
+}
+
+// Service annotations the agent reads.
+const (
+	AnnotationLBAlgorithm    = "service.cilium.io/lb-algorithm"    // random | maglev
+	AnnotationForwardingMode = "service.cilium.io/forwarding-mode" // snat | dsr
+)
+
+// Service converts a scenario service to the agent's: its type, cluster
+// IPs, external and LoadBalancer IPs, ports (a targetPort that is no
+// number is a pod port name), selector, session affinity,
+// externalTrafficPolicy and the annotations AnnotationLBAlgorithm and
+// AnnotationForwardingMode.
+func Service(s scenario.Service) (service.Service, error) {
+	out := service.Service{Namespace: s.Namespace, Name: s.Name, Type: service.Type(s.Type),
+		ExternalIPs: append([]netip.Addr(nil), s.ExternalIPs...), LoadBalancerIPs: append([]netip.Addr(nil), s.LoadBalancerIPs...),
+		Selector: s.Selector, SessionAffinity: s.SessionAffinity == "ClientIP",
+		ExternalTrafficPolicyLocal: s.ExternalTrafficPolicy == "Local",
+		Algorithm:                  service.Algorithm(s.Annotations[AnnotationLBAlgorithm]),
+		Mode:                       service.ForwardingMode(s.Annotations[AnnotationForwardingMode])}
+	if s.AffinityTimeout > 0 {
+		out.AffinityTimeout = uint32(s.AffinityTimeout)
+	}
+	for _, a := range []netip.Addr{s.ClusterIP, s.ClusterIPv6} {
+		if a.IsValid() {
+			out.ClusterIPs = append(out.ClusterIPs, a)
+		}
+	}
+	for _, p := range s.Ports {
+		proto, ok := policy.ProtoNumber(string(p.Protocol))
+		if !ok {
+			return service.Service{}, fmt.Errorf("convert service %s: port %s: unknown protocol %q", s.Key(), p.Name, p.Protocol)
+		}
+		sp := service.Port{Name: p.Name, Port: p.Port, Proto: proto, NodePort: p.NodePort}
+		if n, err := strconv.ParseUint(p.TargetPort, 10, 16); err == nil {
+			sp.TargetPort = uint16(n)
+		} else if p.TargetPort != "" {
+			sp.TargetPortName = p.TargetPort
+		}
+		out.Ports = append(out.Ports, sp)
+	}
+	return out, nil
 }

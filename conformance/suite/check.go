@@ -52,6 +52,17 @@ func Check(exp scenario.Expectation, obs target.Observation, dropReasons bool, a
 			wrong = append(wrong, "sourceSeen: "+msg)
 		}
 	}
+	if len(exp.ReplyNotVia) > 0 {
+		if obs.ReplyVia == nil {
+			wrong = append(wrong, fmt.Sprintf("replyNotVia: expected the reply not to pass %s, the target did not report the reply's path",
+				strings.Join(exp.ReplyNotVia, ", ")))
+		}
+		for _, n := range exp.ReplyNotVia {
+			if slices.Contains(obs.ReplyVia, n) {
+				wrong = append(wrong, fmt.Sprintf("replyNotVia: the reply passed node %s (reply path: %s)", n, strings.Join(obs.ReplyVia, ", ")))
+			}
+		}
+	}
 	return wrong
 }
 
@@ -195,6 +206,18 @@ func describeExpectation(exp scenario.Expectation, dropReasons bool, addrs Addre
 	if exp.SourceSeen != "" {
 		parts = append(parts, "source seen "+describeSourceSeen(exp.SourceSeen, addrs))
 	}
+	if exp.SameBackend {
+		parts = append(parts, "one backend for every repetition")
+	}
+	if exp.DistinctBackends > 0 {
+		parts = append(parts, fmt.Sprintf("at least %d backends", exp.DistinctBackends))
+	}
+	if exp.SameBackendAs != "" {
+		parts = append(parts, fmt.Sprintf("the backend of probe %q", exp.SameBackendAs))
+	}
+	if len(exp.ReplyNotVia) > 0 {
+		parts = append(parts, "reply not via "+strings.Join(exp.ReplyNotVia, ", "))
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -216,6 +239,9 @@ func describeObservation(obs target.Observation) string {
 	}
 	if obs.SourceSeen.IsValid() {
 		parts = append(parts, "source seen "+obs.SourceSeen.String())
+	}
+	if obs.ReplyVia != nil {
+		parts = append(parts, "reply via ["+strings.Join(obs.ReplyVia, ", ")+"]")
 	}
 	return strings.Join(parts, ", ")
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -142,6 +144,9 @@ type scenarioRun struct {
 	// observed is the number of steps whose probes have run.
 	observed int
 	steps    []stepRun
+	// named are the backends that served the named probes run so far
+	// ("" when the probe observed none), for sameBackendAs.
+	named map[string]string
 }
 
 type stepRun struct {
@@ -159,6 +164,8 @@ type probeResult struct {
 	wrong []string
 	// ran is false for probes skipped as unsupported.
 	ran bool
+	// backends are the backends of every repetition, in order.
+	backends []string
 }
 
 // setup constructs the scenario's target and sets the scenario up. It
@@ -216,23 +223,135 @@ func (r *scenarioRun) observe(ctx context.Context, k int) {
 			if len(pp.missing) > 0 {
 				continue
 			}
-			pctx, cancel := ctx, context.CancelFunc(func() {})
-			if r.plan.cfg.ProbeTimeout > 0 {
-				pctx, cancel = context.WithTimeout(ctx, r.plan.cfg.ProbeTimeout)
-			}
-			var obs target.Observation
-			err := safely("Probe", func() (err error) {
-				obs, err = r.tgt.Probe(pctx, pp.probe)
-				return err
-			})
-			cancel()
-			res := probeResult{obs: obs, err: err, ran: true}
-			if err == nil {
-				res.wrong = Check(pp.probe.Expect, obs, r.plan.enabled.Has(features.DropReasons), pp.addrs)
-			}
+			res := r.runProbe(ctx, pp)
 			st.results[i] = res
 		}
 	}
+}
+
+// runProbe makes a probe's connections (Repeat of them) and checks each
+// observation, then the expectations that relate them: sameBackend,
+// distinctBackends, sameBackendAs. The result carries the first
+// observation, or the first that failed.
+func (r *scenarioRun) runProbe(ctx context.Context, pp *probePlan) probeResult {
+	p := pp.probe
+	n := max(p.Repeat, 1)
+	var (
+		res      probeResult
+		backends []string
+	)
+	res.ran = true
+	for k := 0; k < n; k++ {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if r.plan.cfg.ProbeTimeout > 0 {
+			pctx, cancel = context.WithTimeout(ctx, r.plan.cfg.ProbeTimeout)
+		}
+		var obs target.Observation
+		err := safely("Probe", func() (err error) {
+			obs, err = r.tgt.Probe(pctx, p)
+			return err
+		})
+		cancel()
+		if err != nil {
+			if n > 1 {
+				err = fmt.Errorf("repetition %d of %d: %w", k+1, n, err)
+			}
+			res.obs, res.err = obs, err
+			return res
+		}
+		wrong := Check(p.Expect, obs, r.plan.enabled.Has(features.DropReasons), pp.addrs)
+		if len(wrong) > 0 && len(res.wrong) == 0 {
+			res.obs = obs
+			for _, w := range wrong {
+				if n > 1 {
+					w = fmt.Sprintf("repetition %d of %d: %s", k+1, n, w)
+				}
+				res.wrong = append(res.wrong, w)
+			}
+		}
+		if k == 0 && len(res.wrong) == 0 {
+			res.obs = obs
+		}
+		backends = append(backends, obs.Backend)
+	}
+	res.backends = backends
+	res.wrong = append(res.wrong, r.checkRelations(p, backends)...)
+	if p.Name != "" {
+		if r.named == nil {
+			r.named = map[string]string{}
+		}
+		r.named[p.Name] = backends[0]
+	}
+	return res
+}
+
+// checkRelations checks the expectations that relate observations:
+// sameBackend and distinctBackends across a probe's repetitions, and
+// sameBackendAs against an earlier named probe.
+func (r *scenarioRun) checkRelations(p scenario.Probe, backends []string) []string {
+	var wrong []string
+	distinct := map[string]bool{}
+	for _, b := range backends {
+		if b != "" {
+			distinct[b] = true
+		}
+	}
+	if p.Expect.SameBackend && (len(distinct) != 1 || slices.Contains(backends, "")) {
+		wrong = append(wrong, fmt.Sprintf("sameBackend: the %d repetitions were served by %s", len(backends), countBackends(backends)))
+	}
+	if k := p.Expect.DistinctBackends; k > 0 && len(distinct) < k {
+		wrong = append(wrong, fmt.Sprintf("distinctBackends: expected at least %d backends over %d repetitions, observed %s",
+			k, len(backends), countBackends(backends)))
+	}
+	if name := p.Expect.SameBackendAs; name != "" {
+		before, ran := r.named[name]
+		switch {
+		case !ran:
+			wrong = append(wrong, fmt.Sprintf("sameBackendAs: probe %q did not run", name))
+		case before == "":
+			wrong = append(wrong, fmt.Sprintf("sameBackendAs: probe %q observed no backend", name))
+		case !r.podExists(p.Step, before):
+			// The backend went away: the connection may go anywhere.
+		default:
+			for k, b := range backends {
+				if b != before {
+					wrong = append(wrong, fmt.Sprintf("sameBackendAs: expected %s (the backend of probe %q), repetition %d observed %s",
+						before, name, k+1, orNone(b)))
+					break
+				}
+			}
+		}
+	}
+	return wrong
+}
+
+// podExists reports whether pod key exists at step k of the scenario.
+func (r *scenarioRun) podExists(k int, key string) bool {
+	if r.sp == nil {
+		return true
+	}
+	_, ok := r.sp.sc.StateAt(k).Pod(key)
+	return ok
+}
+
+// countBackends describes backends as "a (3), b (2)", "none" for probes
+// that observed no backend.
+func countBackends(backends []string) string {
+	counts := map[string]int{}
+	var order []string
+	for _, b := range backends {
+		b = orNone(b)
+		if counts[b] == 0 {
+			order = append(order, b)
+		}
+		counts[b]++
+	}
+	sort.Strings(order)
+	parts := make([]string, len(order))
+	for i, b := range order {
+		parts[i] = fmt.Sprintf("%s (%d)", b, counts[b])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // safely calls f, turning a panic of the target into an error, so that a
@@ -269,7 +388,7 @@ func (e *notRunError) Error() string { return "not run, an earlier step failed: 
 func (e *notRunError) Unwrap() error { return e.cause }
 
 func hasMutations(st scenario.Step) bool {
-	return len(st.Apply) > 0 || len(st.Delete) > 0 || len(st.SetLabels) > 0 || len(st.AddPods) > 0 || len(st.DeletePods) > 0
+	return len(st.Apply) > 0 || len(st.Delete) > 0 || len(st.SetLabels) > 0 || len(st.AddPods) > 0 || len(st.DeletePods) > 0 || len(st.TerminatePods) > 0
 }
 
 // skipIfUnsupported skips the running spec as unsupported when err says
@@ -315,6 +434,9 @@ func (r *scenarioRun) check(ctx ginkgo.SpecContext, pp *probePlan) {
 	fmt.Fprintf(&b, "expected: %s\n", describeExpectation(pp.probe.Expect, r.plan.enabled.Has(features.DropReasons), pp.addrs))
 	if res.err == nil {
 		fmt.Fprintf(&b, "observed: %s\n", describeObservation(res.obs))
+		if len(res.backends) > 1 {
+			fmt.Fprintf(&b, "backends: %s over %d repetitions\n", countBackends(res.backends), len(res.backends))
+		}
 		if len(res.obs.Flows) == 0 {
 			b.WriteString("flows:    none reported by the target\n")
 		} else {

@@ -56,6 +56,9 @@ type Observation struct {
 	Backend string
 	// SourceSeen is the source address as the server saw it.
 	SourceSeen netip.Addr
+	// ReplyVia are the names of the nodes whose datapath handled a reply
+	// packet of the probe, sorted; nil when the target cannot tell.
+	ReplyVia []string
 	// Flows are what the datapath reported, for diagnostics.
 	Flows []*flow.Flow
 }

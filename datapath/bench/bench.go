@@ -7,7 +7,8 @@
 // Each path is reported next to the harness floor (bpf/empty.c, a tc
 // program that returns at once, run on the same packet) as a ratio, and the
 // scaling curves of the ipcache and of the per-endpoint policy map are
-// checked for flatness. docs/benchmarks.md describes every row and the
+// checked for flatness, and so are the service load-balancing curves
+// (1..100k services). docs/benchmarks.md describes every row and the
 // method.
 package bench
 
@@ -53,6 +54,8 @@ type Options struct {
 	IPCacheSizes []int
 	// PolicySizes are the policy map sizes (entries) of the policy curve.
 	PolicySizes []int
+	// LBSizes are the numbers of services of the load-balancing curves.
+	LBSizes []int
 	// Seed makes the random prefixes and policy entries reproducible.
 	Seed uint64
 	// CPU is the CPU to measure on; -1 picks the last one the process may
@@ -68,6 +71,7 @@ func Default() Options {
 		Flows:        5000,
 		IPCacheSizes: []int{1, 1000, 10000, 100000},
 		PolicySizes:  []int{1, 1000, 4000, 16384},
+		LBSizes:      []int{1, 10, 100, 1000, 10000, 100000},
 		Seed:         1,
 		CPU:          -1,
 	}
@@ -100,11 +104,15 @@ func (o Options) withDefaults() Options {
 	if len(o.PolicySizes) == 0 {
 		o.PolicySizes = d.PolicySizes
 	}
+	if len(o.LBSizes) == 0 {
+		o.LBSizes = d.LBSizes
+	}
 	if o.Seed == 0 {
 		o.Seed = d.Seed
 	}
 	o.IPCacheSizes = slices.Sorted(slices.Values(o.IPCacheSizes))
 	o.PolicySizes = slices.Sorted(slices.Values(o.PolicySizes))
+	o.LBSizes = slices.Sorted(slices.Values(o.LBSizes))
 	return o
 }
 
@@ -113,6 +121,12 @@ const (
 	GroupPath    = "path"
 	GroupIPCache = "ipcache"
 	GroupPolicy  = "policy"
+	// GroupLBNewConn is the curve of a new connection's first packet to a
+	// ClusterIP over the number of services.
+	GroupLBNewConn = "lb services"
+	// GroupLBEstablished is the curve of a pinned connection's packets
+	// to a ClusterIP over the number of services.
+	GroupLBEstablished = "lb established"
 )
 
 // Methods of measurement.
@@ -143,6 +157,11 @@ const (
 	RowNewFlowAllowHot = "new-flow-allow (hot estimate)"
 	RowIPCache         = "ipcache"
 	RowPolicyMap       = "policy-map"
+	// RowLBNewConn is a new connection's first packet to a ClusterIP.
+	RowLBNewConn = "lb new-conn"
+	// RowLBEstablished is a packet of an established connection to a
+	// ClusterIP (pinned to its backend).
+	RowLBEstablished = "lb established"
 )
 
 // Bar thresholds (DESIGN.md "Performance bars").
@@ -155,7 +174,8 @@ const (
 type Row struct {
 	Name  string
 	Group string
-	// Size is the ipcache or policy map size of a curve point, else 0.
+	// Size is the ipcache or policy map size (or number of services) of a
+	// curve point, else 0.
 	Size int
 	// NsPerPacket is the kernel-measured time of one run of the program.
 	NsPerPacket float64
@@ -210,7 +230,8 @@ func (t Table) Row(name string, size int) (Row, bool) {
 	return Row{}, false
 }
 
-// Curve returns the rows of a group (GroupIPCache or GroupPolicy) in order.
+// Curve returns the rows of a group (GroupIPCache, GroupPolicy,
+// GroupLBNewConn, GroupLBEstablished) in order.
 func (t Table) Curve(group string) []Row {
 	var out []Row
 	for _, r := range t.Rows {
@@ -243,7 +264,8 @@ func (t Table) bars() []Bar {
 	}
 	for _, c := range []struct {
 		group, label string
-	}{{GroupIPCache, "ipcache"}, {GroupPolicy, "policy"}} {
+	}{{GroupIPCache, "ipcache"}, {GroupPolicy, "policy"}, {GroupLBNewConn, "lb new-conn"},
+		{GroupLBEstablished, "lb established"}} {
 		rows := t.Curve(c.group)
 		if len(rows) == 0 {
 			continue
@@ -383,7 +405,7 @@ func Run(opts Options, progress io.Writer) (Table, error) {
 	defer floor.Close()
 	r.floor = floor
 
-	for _, step := range []func(*Table) error{r.paths, r.newFlows, r.ipcacheCurve, r.policyCurve} {
+	for _, step := range []func(*Table) error{r.paths, r.newFlows, r.ipcacheCurve, r.policyCurve, r.lbCurves} {
 		if err := step(&t); err != nil {
 			return t, err
 		}

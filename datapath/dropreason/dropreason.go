@@ -124,7 +124,7 @@ var catalogue = []entry{
 	{InvalidPacket, "INVALID_PACKET", "Malformed L2/L3 header: truncated, bad version, bad IHL, bad length"},
 	{CTTruncatedOrInvalidHeader, "CT_TRUNCATED_OR_INVALID_HEADER", "L4 header truncated or invalid (incl. first fragments hiding it)"},
 	{UnsupportedL3Protocol, "UNSUPPORTED_L3_PROTOCOL", "EtherType is neither IPv4, IPv6 nor ARP"},
-	{ErrorWritingToPacket, "ERROR_WRITING_TO_PACKET", "Packet metadata (tunnel key) could not be written"},
+	{ErrorWritingToPacket, "ERROR_WRITING_TO_PACKET", "Packet or its metadata (tunnel key) could not be written"},
 	{UnknownL4Protocol, "UNKNOWN_L4_PROTOCOL", "L4 protocol cannot be handled here"},
 	{ErrorRetrievingTunnelKey, "ERROR_RETRIEVING_TUNNEL_KEY", "Packet from the overlay without a readable tunnel key"},
 	{CTMapInsertionFailed, "CT_MAP_INSERTION_FAILED", "Conntrack entry could not be created (map full)"},

@@ -70,7 +70,22 @@ const (
 	// CTFlagPeerRemote: the peer was no local endpoint when the entry was
 	// created, so egress packets go to the stack without an endpoint lookup.
 	CTFlagPeerRemote uint8 = 0x10
+	// CTFlagDSR: the ingress entry of a connection a load balancer sent
+	// in DSR mode; the backend's replies leave with the frontend as source.
+	CTFlagDSR uint8 = 0x20
+	// CTFlagHairpin: an entry of a pod's connection to itself through a
+	// service.
+	CTFlagHairpin uint8 = 0x40
+	// CTFlagRejected: the egress entry that lets the rejection of a
+	// connection to a frontend without backends in; the pod's next packet
+	// of that tuple is looked up as a service connection again.
+	CTFlagRejected uint8 = 0x80
 )
+
+// DirService is the conntrack key direction of service entries (ct.h
+// DIR_SERVICE): the client's tuple towards a frontend, whose entry pins
+// the chosen backend (CTEntry.BackendID).
+const DirService Direction = 3
 
 // Conntrack states reported in events (ct.h CT_*).
 const (
@@ -96,6 +111,11 @@ type CTEntry struct {
 	TCPFlags       uint8   `btf:"tcp_flags"`
 	ReplyTCPFlags  uint8   `btf:"reply_tcp_flags"`
 	Pad            [5]byte `btf:"pad"`
+	// BackendID is the backend a service entry (DirService) pins.
+	BackendID uint32 `btf:"backend_id"`
+	// RevNatID, when not 0, is the frontend (cilia_lb_revnat) replies of
+	// the connection are translated back to.
+	RevNatID uint32 `btf:"rev_nat_id"`
 }
 
 // IPCacheKey mirrors struct ipcache_key (ipcache.h), an LPM trie key whose

@@ -57,6 +57,13 @@ func checkLayouts(t *testing.T, spec *btf.Spec, required []string) {
 		{"frag_ports", maps.FragPorts{}},
 		{"metrics_value", maps.MetricsValue{}},
 		{"event", maps.Event{}},
+		{"lb_key", maps.LBKey{}},
+		{"lb_service", maps.LBService{}},
+		{"lb_backend", maps.LBBackend{}},
+		{"lb_revnat", maps.LBRevNat{}},
+		{"lb_maglev", maps.LBMaglev{}},
+		{"lb_affinity_key", maps.LBAffinityKey{}},
+		{"lb_affinity_val", maps.LBAffinityValue{}},
 	} {
 		t.Run(tc.cStruct, func(t *testing.T) {
 			var s *btf.Struct

@@ -18,6 +18,7 @@ import (
 	"github.com/ciliaproject/cilia/agent"
 	ciliaflow "github.com/ciliaproject/cilia/agent/flow"
 	"github.com/ciliaproject/cilia/agent/ipcache"
+	"github.com/ciliaproject/cilia/agent/service"
 	"github.com/ciliaproject/cilia/conformance/scenario"
 	"github.com/ciliaproject/cilia/conformance/scenarioagent"
 	"github.com/ciliaproject/cilia/datapath"
@@ -54,6 +55,9 @@ type Cluster struct {
 
 // node is one scenario node's datapath.
 type node struct {
+	// Datapath is the node's load-balancing maps (service.Datapath of
+	// agent.Datapath): its harness's node maps.
+	service.Datapath
 	name    string
 	topo    *topology.Node
 	harness *dptestrun.Harness
@@ -84,6 +88,10 @@ func New(ctx context.Context, sc *scenario.Scenario, opts Options) (c *Cluster, 
 	}
 	for _, e := range sc.Cluster.Externals {
 		spec.Externals = append(spec.Externals, topology.ExternalSpec{Name: e.Name, IPv4: e.IPv4, IPv6: e.IPv6})
+	}
+	for _, svc := range sc.Cluster.Services {
+		spec.FrontendAddrs = append(spec.FrontendAddrs, svc.ExternalIPs...)
+		spec.FrontendAddrs = append(spec.FrontendAddrs, svc.LoadBalancerIPs...)
 	}
 	if c.Topology, err = topology.Build(ctx, spec); err != nil {
 		return c, fmt.Errorf("build cluster of %s: %w", sc.Metadata.Name, err)
@@ -127,7 +135,7 @@ func (c *Cluster) newNode(tn *topology.Node) (*node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create datapath of node %s: %w", tn.Name, err)
 	}
-	n := &node{name: tn.Name, topo: tn, harness: h, inUse: map[string]bool{}, c: c}
+	n := &node{Datapath: h.Node, name: tn.Name, topo: tn, harness: h, inUse: map[string]bool{}, c: c}
 	c.nodes[tn.Name] = n
 	c.order = append(c.order, tn.Name)
 	if n.host, err = h.LoadHost(); err != nil {

@@ -129,6 +129,11 @@ type Spec struct {
 	Nodes     []NodeSpec
 	Pods      []PodSpec
 	Externals []ExternalSpec
+	// FrontendAddrs are addresses that belong to no host and that the
+	// fabric routes to the first node (of the address's family): the
+	// externalIPs and LoadBalancer IPs of services, which the nodes'
+	// load balancer answers for.
+	FrontendAddrs []netip.Addr
 }
 
 // Link is a network device. Ifindex is its index in the netns it lives in.
@@ -227,6 +232,9 @@ func Build(ctx context.Context, s Spec) (_ *Topology, err error) {
 		if err := t.routeNode(n); err != nil {
 			return nil, err
 		}
+	}
+	if err := t.routeFrontends(s.FrontendAddrs); err != nil {
+		return nil, err
 	}
 	if len(t.Nodes) > 0 {
 		// The bridge has a carrier once a port has; like the first end

@@ -149,6 +149,31 @@ func (t *Topology) routeNode(n *Node) error {
 	return nil
 }
 
+// routeFrontends routes each address in the fabric via the first node
+// with an address of its family.
+func (t *Topology) routeFrontends(addrs []netip.Addr) error {
+	for _, a := range addrs {
+		var gw netip.Addr
+		for _, n := range t.Nodes {
+			if g := n.IPv4; a.Is4() && g.IsValid() {
+				gw = g
+			} else if g := n.IPv6; a.Is6() && g.IsValid() {
+				gw = g
+			}
+			if gw.IsValid() {
+				break
+			}
+		}
+		if !gw.IsValid() {
+			return fmt.Errorf("route frontend %s: no node has an address of its family", a)
+		}
+		if err := routeVia(t.fabric(), t.Fabric.Bridge, a, gw); err != nil {
+			return fmt.Errorf("route frontend %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
 // buildExternal makes external i's netns, its veth to the fabric, and the
 // routes both ways.
 func (t *Topology) buildExternal(i int, s ExternalSpec) error {

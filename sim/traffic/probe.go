@@ -27,8 +27,20 @@ import (
 // Refused; an ICMP destination unreachable (for UDP a port unreachable) is
 // Unreachable. Canceling ctx gives Error.
 func Probe(ctx context.Context, netnsPath string, proto Proto, src netip.Addr, dst netip.AddrPort, timeout time.Duration) Result {
+	return ProbeFromPort(ctx, netnsPath, proto, src, 0, dst, timeout)
+}
+
+// ProbeFromPort is Probe from a fixed source port (0: the kernel picks
+// one), for TCP and UDP: a load balancer that hashes the connection's
+// 5-tuple sees the same connection again. A TCP probe from a fixed port
+// closes with an RST (SO_LINGER 0), so that the port is free at once and
+// the next probe from it opens a new connection.
+func ProbeFromPort(ctx context.Context, netnsPath string, proto Proto, src netip.Addr, srcPort uint16, dst netip.AddrPort, timeout time.Duration) Result {
+	if srcPort != 0 && proto != TCP && proto != UDP {
+		return Result{Outcome: Error, Detail: fmt.Sprintf("probe %s: a fixed source port needs TCP or UDP", proto)}
+	}
 	return runProbe(ctx, src, dst, timeout, func(src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
-		return probe(ctx, netnsPath, proto, src, dst, deadline)
+		return probe(ctx, netnsPath, proto, netip.AddrPortFrom(src, srcPort), dst, deadline)
 	})
 }
 
@@ -63,18 +75,18 @@ func runProbe(ctx context.Context, src netip.Addr, dst netip.AddrPort, timeout t
 }
 
 // probe dispatches on proto.
-func probe(ctx context.Context, netnsPath string, proto Proto, src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
+func probe(ctx context.Context, netnsPath string, proto Proto, src netip.AddrPort, dst netip.AddrPort, deadline time.Time) Result {
 	switch proto {
 	case TCP:
 		return probeTCP(ctx, netnsPath, src, dst, deadline)
 	case UDP:
 		return probeUDP(ctx, netnsPath, src, dst, deadline)
 	case SCTP:
-		return probeSCTP(ctx, netnsPath, src, dst, deadline)
+		return probeSCTP(ctx, netnsPath, src.Addr(), dst, deadline)
 	case ICMP:
-		return probeICMP(ctx, netnsPath, src, dst.Addr(), deadline)
+		return probeICMP(ctx, netnsPath, src.Addr(), dst.Addr(), deadline)
 	case HTTP:
-		return probeHTTP(ctx, netnsPath, src, dst, HTTPRequest{}, deadline)
+		return probeHTTP(ctx, netnsPath, src.Addr(), dst, HTTPRequest{}, deadline)
 	}
 	return Result{Outcome: Error, Detail: fmt.Sprintf("probe %s: %v", proto, ErrUnknownProto)}
 }
@@ -129,8 +141,8 @@ func socketFile(fd int, name string) (*os.File, syscall.RawConn, error) {
 
 // probeTCP connects to dst, sends the probe line and reads the server's
 // hello.
-func probeTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
-	f, stop, fail := dialTCP(ctx, netnsPath, src, dst, deadline)
+func probeTCP(ctx context.Context, netnsPath string, src netip.AddrPort, dst netip.AddrPort, deadline time.Time) Result {
+	f, stop, fail := dialTCPFrom(ctx, netnsPath, src, dst, deadline)
 	if f == nil {
 		return fail
 	}
@@ -149,6 +161,13 @@ func probeTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.A
 // returns the connected socket, whose deadline follows deadline and ctx
 // until stop is called; on failure a nil file and the result.
 func dialTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.AddrPort, deadline time.Time) (*os.File, func() bool, Result) {
+	return dialTCPFrom(ctx, netnsPath, netip.AddrPortFrom(src, 0), dst, deadline)
+}
+
+// dialTCPFrom is dialTCP from src's port when it is not 0 (bound with
+// SO_REUSEADDR; the socket closes with an RST, SO_LINGER 0).
+func dialTCPFrom(ctx context.Context, netnsPath string, srcAP netip.AddrPort, dst netip.AddrPort, deadline time.Time) (*os.File, func() bool, Result) {
+	src := srcAP.Addr()
 	fd := -1
 	err := inNetns(netnsPath, func() error {
 		family := unix.AF_INET
@@ -161,9 +180,30 @@ func dialTCP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.Ad
 			fd = -1
 			return fmt.Errorf("open tcp socket: %w", err)
 		}
-		if src.IsValid() {
-			if err := unix.Bind(fd, sockaddr(src)); err != nil {
-				return fmt.Errorf("bind tcp socket to %s: %w", src, err)
+		if srcAP.Port() != 0 {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+				return fmt.Errorf("set SO_REUSEADDR: %w", err)
+			}
+			if err := unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+				return fmt.Errorf("set SO_LINGER: %w", err)
+			}
+		}
+		if src.IsValid() || srcAP.Port() != 0 {
+			sa := sockaddr(src)
+			if !src.IsValid() {
+				sa = sockaddr(netip.IPv4Unspecified())
+				if dst.Addr().Is6() {
+					sa = sockaddr(netip.IPv6Unspecified())
+				}
+			}
+			switch sa := sa.(type) {
+			case *unix.SockaddrInet4:
+				sa.Port = int(srcAP.Port())
+			case *unix.SockaddrInet6:
+				sa.Port = int(srcAP.Port())
+			}
+			if err := unix.Bind(fd, sa); err != nil {
+				return fmt.Errorf("bind tcp socket to %s: %w", srcAP, err)
 			}
 		}
 		return nil
@@ -249,12 +289,13 @@ func readHello(proto Proto, r interface{ Read([]byte) (int, error) }) Result {
 
 // probeUDP sends a datagram to dst on a connected socket (so ICMP errors
 // are reported) and waits for the reply.
-func probeUDP(ctx context.Context, netnsPath string, src netip.Addr, dst netip.AddrPort, deadline time.Time) Result {
+func probeUDP(ctx context.Context, netnsPath string, srcAP netip.AddrPort, dst netip.AddrPort, deadline time.Time) Result {
 	var c *net.UDPConn
+	src := srcAP.Addr()
 	err := inNetns(netnsPath, func() error {
 		var laddr net.Addr
-		if src.IsValid() {
-			laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+		if src.IsValid() || srcAP.Port() != 0 {
+			laddr = net.UDPAddrFromAddrPort(srcAP)
 		}
 		var err error
 		d := net.Dialer{LocalAddr: laddr, Control: func(_, _ string, rc syscall.RawConn) error {

@@ -328,7 +328,7 @@ func (w *Walker) runHook(walk *Walk, pos position, pkt *[]byte) (position, bool,
 		}
 		return pos, true, nil
 	case dptestrun.ActRedirect:
-		return w.redirect(walk, pos, r)
+		return w.redirect(walk, pos, r, pkt)
 	case dptestrun.ActOK:
 	default:
 		return pos, false, fmt.Errorf("%s on %s returned tc code %d", name, n.Name, r.Code)
@@ -353,10 +353,19 @@ func (w *Walker) runHook(walk *Walk, pos position, pkt *[]byte) (position, bool,
 }
 
 // redirect follows a TC_ACT_REDIRECT to the device the trace names.
-func (w *Walker) redirect(walk *Walk, pos position, r dptestrun.Result) (position, bool, error) {
+func (w *Walker) redirect(walk *Walk, pos position, r dptestrun.Result, pkt *[]byte) (position, bool, error) {
 	n := pos.node
 	t, ok := r.Trace()
 	if !ok {
+		if d, dropped := r.Drop(); dropped {
+			// The packet was dropped and the program sent something else
+			// in its place (a rejection back to the client: TCP RST or
+			// ICMP unreachable for a service without backends). The
+			// packet's walk ends here.
+			walk.Outcome, walk.DropNode, walk.Drop = Dropped, n.Name, &d
+			walk.At = fmt.Sprintf("%s on %s (rejected)", pos.hook, n.Name)
+			return pos, true, nil
+		}
 		return pos, false, errors.New("a redirect without a trace event: the walker needs trace_level 0 (every packet)")
 	}
 	if n.Topo.Tunnel.Ifindex != 0 && int(t.Ifindex) == n.Topo.Tunnel.Ifindex {
@@ -367,7 +376,43 @@ func (w *Walker) redirect(walk *Walk, pos position, r dptestrun.Result) (positio
 	if pod := w.podByHostVeth(n, int(t.Ifindex)); pod != nil {
 		return position{node: n, hook: ToContainer, pod: pod, mark: r.Mark, forwarded: true}, false, nil
 	}
-	return pos, false, fmt.Errorf("redirect on %s to ifindex %d, which is neither a pod's veth nor the VXLAN device", n.Name, t.Ifindex)
+	if int(t.Ifindex) == n.Topo.Uplink.Ifindex {
+		// Out of the uplink with bpf_redirect_neigh (the load balancer
+		// forwards a translated packet): the kernel resolves the next hop
+		// of the destination in the node's table for the MACs, the
+		// program has decremented the TTL; to_netdev runs, then the
+		// fabric.
+		return w.neighOut(walk, pos, r, pkt)
+	}
+	return pos, false, fmt.Errorf("redirect on %s to ifindex %d, which is neither a pod's veth, the uplink nor the VXLAN device", n.Name, t.Ifindex)
+}
+
+// neighOut is bpf_redirect_neigh to the uplink: the destination's route in
+// the node's netns gives the next hop, whose MAC the frame gets.
+func (w *Walker) neighOut(walk *Walk, pos position, r dptestrun.Result, pkt *[]byte) (position, bool, error) {
+	n := pos.node
+	fi := parseFrame(r.Packet)
+	rt, err := w.lookupRoute(n.Topo.Netns, fi.dst)
+	if err != nil {
+		return pos, false, err
+	}
+	if rt.none || rt.local || rt.ifindex != n.Topo.Uplink.Ifindex {
+		return pos, false, fmt.Errorf("node %s: redirect_neigh of %s out of the uplink, but the node does not route it there", n.Name, fi.dst)
+	}
+	nexthop := fi.dst
+	if rt.gateway.IsValid() {
+		nexthop = rt.gateway
+	}
+	mac, err := w.fabricMAC(nexthop)
+	if err != nil {
+		return pos, false, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	out := append([]byte(nil), r.Packet...)
+	setMACs(out, mac, n.Topo.Uplink.MAC)
+	walk.Hops = append(walk.Hops, Hop{Node: n.Name, Hook: Stack, Device: n.Topo.Uplink.Name, Code: -1, Packet: r.Packet,
+		Note: fmt.Sprintf("redirect_neigh: via %s dev %s", nexthop, n.Topo.Uplink.Name)})
+	*pkt = out
+	return position{node: n, hook: ToNetdev, mark: r.Mark, forwarded: true}, false, nil
 }
 
 // addrWord packs an IPv4 address into a uint32 in network byte order as

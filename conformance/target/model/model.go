@@ -7,6 +7,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ciliaproject/cilia/conformance/features"
@@ -22,23 +23,33 @@ func init() {
 	target.Register(Name, func(target.Options) (target.Target, error) { return New(), nil })
 }
 
+// firstSourcePort is the first client source port the target hands out
+// (the start of Linux's ephemeral range); the counter wraps back to it.
+const firstSourcePort = 32768
+
 // Target is the model target.
 type Target struct {
 	sc    *scenario.Scenario
 	model *specmodel.Model
+	// nextPort is the client source port of the next probe that does not
+	// fix one: every Probe call is a new connection.
+	nextPort uint16
 }
 
 // New returns a target with no scenario; Setup gives it one.
-func New() *Target { return &Target{} }
+func New() *Target { return &Target{nextPort: firstSourcePort} }
 
 // Name implements target.Target.
 func (t *Target) Name() string { return Name }
 
-// Features implements target.Target: the policy profile and drop reasons
-// (the model tells a deny rule, POLICY_DENY, from nothing allowing,
-// POLICY_DENIED).
+// Features implements target.Target: the policy and loadbalancing
+// profiles and drop reasons (the model tells a deny rule, POLICY_DENY,
+// from nothing allowing, POLICY_DENIED, and from a service without a
+// backend, NO_SERVICE).
 func (t *Target) Features() features.Set {
-	fs, _ := features.ProfileFeatures("policy")
+	policy, _ := features.ProfileFeatures("policy")
+	lb, _ := features.ProfileFeatures("loadbalancing")
+	fs := append(append([]features.Feature{}, policy...), lb...)
 	return features.NewSet(append(fs, features.DropReasons)...)
 }
 
@@ -75,22 +86,44 @@ func (t *Target) Step(_ context.Context, st scenario.Step) error {
 	return nil
 }
 
-// Probe implements target.Target.
+// Probe implements target.Target. Every call is a new connection: unless
+// the probe fixes its source port, it gets the next one of the target's
+// counter (so repetitions of a probe spread over a service's backends).
+// What the model does not evaluate (specmodel.ErrNotModelled, e.g. a node
+// as the client of a service) is reported as target.ErrUnsupported, which
+// the suite skips.
 func (t *Target) Probe(_ context.Context, p scenario.Probe) (target.Observation, error) {
 	if t.model == nil {
 		return target.Observation{}, fmt.Errorf("model: Probe before Setup")
 	}
+	if p.SourcePort == 0 && p.Protocol != scenario.ICMP {
+		p.SourcePort = t.sourcePort()
+	}
 	a, err := t.model.Probe(p)
+	if errors.Is(err, specmodel.ErrNotModelled) {
+		return target.Observation{}, fmt.Errorf("model: %w: %w", target.ErrUnsupported, err)
+	}
 	if err != nil {
 		return target.Observation{}, err
 	}
-	obs := target.Observation{DropReason: a.DropReason, Backend: a.Backend, SourceSeen: a.SourceSeen}
+	obs := target.Observation{DropReason: a.DropReason, Backend: a.Backend, SourceSeen: a.SourceSeen, ReplyVia: a.ReplyVia}
 	if a.Verdict == scenario.Allow {
 		obs.Verdict = target.Allowed
 	} else {
 		obs.Verdict = target.Denied
 	}
 	return obs, nil
+}
+
+// sourcePort hands out the next client source port, from firstSourcePort
+// to 65535 and round again.
+func (t *Target) sourcePort() uint16 {
+	if t.nextPort < firstSourcePort {
+		t.nextPort = firstSourcePort
+	}
+	port := t.nextPort
+	t.nextPort++
+	return port
 }
 
 // Close implements target.Target; the model holds nothing.

@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
 	"time"
 
 	"github.com/cilium/cilium/api/v1/flow"
@@ -21,6 +24,7 @@ import (
 	"github.com/ciliaproject/cilia/conformance/scenario"
 	"github.com/ciliaproject/cilia/conformance/target"
 	"github.com/ciliaproject/cilia/datapath/events"
+	"github.com/ciliaproject/cilia/datapath/maps"
 	"github.com/ciliaproject/cilia/sim/cluster"
 	"github.com/ciliaproject/cilia/sim/topology"
 	"github.com/ciliaproject/cilia/sim/traffic"
@@ -72,11 +76,13 @@ func NewWithMode(mode topology.Mode) *Target {
 // Name implements target.Target.
 func (t *Target) Name() string { return Name }
 
-// Features implements target.Target: the policy profile and drop reasons
-// (read from the datapath's events while the probe runs).
+// Features implements target.Target: the policy and loadbalancing
+// profiles and drop reasons (read from the datapath's events while the
+// probe runs).
 func (t *Target) Features() features.Set {
-	fs, _ := features.ProfileFeatures("policy")
-	return features.NewSet(append(fs, features.DropReasons)...)
+	policy, _ := features.ProfileFeatures("policy")
+	lb, _ := features.ProfileFeatures("loadbalancing")
+	return features.NewSet(append(append(policy, lb...), features.DropReasons)...)
 }
 
 // Setup implements target.Target.
@@ -171,6 +177,12 @@ func (t *Target) resolve(peer scenario.Peer, fam scenario.Family) (endpoint, err
 		}
 	case scenario.PeerIP:
 		e = endpoint{name: peer.Addr.String(), addr: peer.Addr}
+	case scenario.PeerService:
+		svc, ok := t.c.State().Service(peer.Name)
+		if !ok {
+			return e, fmt.Errorf("no service %s", peer.Name)
+		}
+		e = endpoint{name: "service:" + peer.Name, addr: pick(svc.ClusterIP, svc.ClusterIPv6)}
 	default:
 		return e, fmt.Errorf("%s peers are not supported by the netns target", peer.Kind)
 	}
@@ -233,6 +245,9 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 	if err := t.ensureServer(server, traffic.Port{Proto: proto, Port: p.Port}); err != nil {
 		return obs, fmt.Errorf("probe %s: %w", p.ID, err)
 	}
+	if err := t.ensureBackendServers(p, server.addr, proto); err != nil {
+		return obs, fmt.Errorf("probe %s: %w", p.ID, err)
+	}
 	// Events from before the probe are not the probe's.
 	if _, err := t.drain(); err != nil {
 		return obs, err
@@ -241,10 +256,10 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 	defer cancel()
 	done := make(chan traffic.Result, 1)
 	go func() {
-		done <- traffic.Probe(pctx, topology.NetnsPath(client.netns), proto, client.addr,
+		done <- traffic.ProbeFromPort(pctx, topology.NetnsPath(client.netns), proto, client.addr, p.SourcePort,
 			netip.AddrPortFrom(server.addr, p.Port), t.timeout)
 	}()
-	var evs []events.Event
+	var evs []nodeEvent
 	var res traffic.Result
 	var drop *events.Event
 	// collect reads the events so far and looks for a drop of the probe's
@@ -279,6 +294,7 @@ wait:
 		return obs, err
 	}
 	obs.Flows = t.flowsOf(evs)
+	obs.ReplyVia = replyNodes(evs, client.addr)
 	switch {
 	case drop != nil:
 		// The datapath dropped a packet of the exchange (the probe was
@@ -293,8 +309,8 @@ wait:
 			// pod's address, and nothing translates addresses yet.
 			obs.Backend = p.To.Name
 		}
-		if p.To.Kind != scenario.PeerPod {
-			obs.Backend = ""
+		if t.c.Topology.Pods[obs.Backend] == nil {
+			obs.Backend = "" // a node or an external answered
 		}
 	case res.Outcome == traffic.Error:
 		return obs, fmt.Errorf("probe %s: %s", p.ID, res.Detail)
@@ -306,25 +322,35 @@ wait:
 	return obs, nil
 }
 
+// nodeEvent is an event and the node whose datapath emitted it.
+type nodeEvent struct {
+	node string
+	ev   events.Event
+}
+
 // drain collects the events every node's datapath emitted since the last
 // call.
-func (t *Target) drain() ([]events.Event, error) {
-	var out []events.Event
+func (t *Target) drain() ([]nodeEvent, error) {
+	var out []nodeEvent
 	for _, name := range t.c.Nodes() {
 		evs, err := t.c.Harness(name).DrainEvents()
 		if err != nil {
 			return out, fmt.Errorf("read events of %s: %w", name, err)
 		}
-		out = append(out, evs...)
+		for _, e := range evs {
+			out = append(out, nodeEvent{name, e})
+		}
 	}
 	return out, nil
 }
 
-// matchingDrop returns the first drop event of a packet between a and b
-// (either direction).
-func matchingDrop(evs []events.Event, a, b netip.Addr) *events.Event {
+// matchingDrop returns the first drop event of a packet from or to the
+// client a or the address b it connects to. A load balancer translates
+// the connection's packets, so a drop after the translation is matched
+// by the client's address alone.
+func matchingDrop(evs []nodeEvent, a, b netip.Addr) *events.Event {
 	for i := range evs {
-		e := evs[i]
+		e := evs[i].ev
 		if !e.IsDrop() {
 			continue
 		}
@@ -333,18 +359,103 @@ func matchingDrop(evs []events.Event, a, b netip.Addr) *events.Event {
 			continue
 		}
 		src, dst := f.IP.Source, f.IP.Destination
-		if (src == a.String() && dst == b.String()) || (src == b.String() && dst == a.String()) {
+		if src == a.String() || dst == a.String() || (src == b.String() && dst == a.String()) {
 			return &e
 		}
 	}
 	return nil
 }
 
+// replyNodes returns the nodes whose datapath handled a reply of the
+// probe: a packet of a tracked connection in its reply direction, or a
+// packet addressed to the client.
+func replyNodes(evs []nodeEvent, client netip.Addr) []string {
+	seen := map[string]bool{}
+	for _, ne := range evs {
+		f := ciliaflow.FromEvent(ne.ev, nil)
+		if ne.ev.CTState == maps.CTReply || (f.IP != nil && f.IP.Destination == client.String()) {
+			seen[ne.node] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // flowsOf converts events to flows named after the scenario's pods.
-func (t *Target) flowsOf(evs []events.Event) []*flow.Flow {
+func (t *Target) flowsOf(evs []nodeEvent) []*flow.Flow {
 	out := make([]*flow.Flow, 0, len(evs))
 	for _, e := range evs {
-		out = append(out, ciliaflow.FromEvent(e, t.c.PodNamer))
+		out = append(out, ciliaflow.FromEvent(e.ev, t.c.PodNamer))
 	}
 	return out
+}
+
+// ensureBackendServers starts servers on every pod that may serve a
+// connection to addr:port through a service frontend: the backends of
+// each service with a matching frontend (cluster IP, external or
+// load-balancer IP at the port, or any address at a node port), at the
+// target port.
+func (t *Target) ensureBackendServers(p scenario.Probe, addr netip.Addr, proto traffic.Proto) error {
+	if proto == traffic.ICMP || p.To.Kind == scenario.PeerPod || p.To.Kind == scenario.PeerExternal {
+		return nil
+	}
+	st := t.c.State()
+	for _, svc := range st.Services {
+		for _, sp := range svc.Ports {
+			if traffic.Proto(sp.Protocol) != proto || !frontendMatches(svc, sp, addr, p.Port) {
+				continue
+			}
+			for _, pod := range st.Backends(svc) {
+				port, ok := targetPort(pod, sp)
+				if !ok {
+					continue
+				}
+				e, err := t.resolve(scenario.Peer{Kind: scenario.PeerPod, Name: pod.Key()}, p.Family)
+				if err != nil {
+					continue // no address in this family: not a backend
+				}
+				if err := t.ensureServer(e, traffic.Port{Proto: proto, Port: port}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// frontendMatches reports whether addr:port is a frontend of service port
+// sp (node ports match on any address: the caller probes a node or an
+// address).
+func frontendMatches(svc scenario.Service, sp scenario.ServicePort, addr netip.Addr, port uint16) bool {
+	if sp.NodePort != 0 && sp.NodePort == port {
+		return true
+	}
+	if sp.Port != port {
+		return false
+	}
+	if addr == svc.ClusterIP || addr == svc.ClusterIPv6 {
+		return true
+	}
+	return slices.Contains(svc.ExternalIPs, addr) || slices.Contains(svc.LoadBalancerIPs, addr)
+}
+
+// targetPort resolves a service port's target port on pod: a number, or
+// the pod's port of that name and protocol.
+func targetPort(pod scenario.Pod, sp scenario.ServicePort) (uint16, bool) {
+	if sp.TargetPort == "" {
+		return sp.Port, true
+	}
+	if n, err := strconv.ParseUint(sp.TargetPort, 10, 16); err == nil {
+		return uint16(n), true
+	}
+	for _, pp := range pod.Ports {
+		if pp.Name == sp.TargetPort && pp.Protocol == sp.Protocol {
+			return pp.Port, true
+		}
+	}
+	return 0, false
 }

@@ -53,11 +53,12 @@ func NewWithMode(mode topology.Mode) *Target { return &Target{mode: mode, nextPo
 // Name implements target.Target.
 func (t *Target) Name() string { return Name }
 
-// Features implements target.Target: the policy profile, and drop reasons
-// (every drop event carries its reason).
+// Features implements target.Target: the policy and loadbalancing
+// profiles, and drop reasons (every drop event carries its reason).
 func (t *Target) Features() features.Set {
-	fs, _ := features.ProfileFeatures("policy")
-	return features.NewSet(append(fs, features.DropReasons)...)
+	policy, _ := features.ProfileFeatures("policy")
+	lb, _ := features.ProfileFeatures("loadbalancing")
+	return features.NewSet(append(append(policy, lb...), features.DropReasons)...)
 }
 
 // Setup implements target.Target.
