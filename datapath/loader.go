@@ -50,6 +50,14 @@ const (
 var nodeMapNames = []string{MapIPCache, MapIPCacheHosts, MapEndpoints, MapEndpointPolicy, MapCT4, MapCT6, MapFrag, MapEvents, MapMetrics,
 	MapLBServices, MapLBBackends, MapLBRevNat, MapLBMaglev, MapLBAffinity}
 
+// MapSNAT is the node's NodePort SNAT state (snat.h), used by host.o only:
+// node-wide like the others, so that it outlives a reload of the host
+// programs and, pinned, an agent restart.
+const MapSNAT = "cilia_snat"
+
+// hostMapNames are the node-wide maps that only host.o has.
+var hostMapNames = []string{MapSNAT}
+
 // Settings are the runtime settings of the programs (volatile consts).
 type Settings struct {
 	TraceLevel uint8
@@ -151,9 +159,20 @@ func NewNode(opts NodeOptions) (*Node, error) {
 			return nil, err
 		}
 	}
+	hostSpec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(_HostBytes))
+	if err != nil {
+		return nil, fmt.Errorf("load host spec: %w", err)
+	}
 	n := &Node{spec: spec, opts: opts, Maps: map[string]*ebpf.Map{}}
+	specs := map[string]*ebpf.MapSpec{}
 	for _, name := range nodeMapNames {
-		ms := spec.Maps[name].Copy()
+		specs[name] = spec.Maps[name]
+	}
+	for _, name := range hostMapNames {
+		specs[name] = hostSpec.Maps[name]
+	}
+	for _, name := range append(nodeMapNames[:len(nodeMapNames):len(nodeMapNames)], hostMapNames...) {
+		ms := specs[name].Copy()
 		mopts := ebpf.MapOptions{}
 		if opts.PinDir != "" {
 			ms.Pinning = ebpf.PinByName
@@ -232,7 +251,9 @@ func (n *Node) LoadEndpoint(cfg EndpointConfig, s Settings) (*Endpoint, error) {
 	}
 	repl := map[string]*ebpf.Map{MapPolicy: policy}
 	for name, m := range n.Maps {
-		repl[name] = m
+		if _, ok := spec.Maps[name]; ok { // not the maps only host.o has
+			repl[name] = m
+		}
 	}
 	var objs lxcPrograms
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {

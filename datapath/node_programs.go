@@ -26,9 +26,11 @@ func (n *Node) loadNodeObject(name string, obj []byte, s Settings, objs any) err
 			continue
 		}
 		// The node's maps were made from lxc.o's spec with NodeOptions'
-		// overrides applied; make this object's spec agree.
-		ns := n.spec.Maps[mname]
-		ms.Type, ms.MaxEntries, ms.Flags = ns.Type, ns.MaxEntries, ns.Flags
+		// overrides applied; make this object's spec agree. (Maps only
+		// host.o has were made from its own spec.)
+		if ns := n.spec.Maps[mname]; ns != nil {
+			ms.Type, ms.MaxEntries, ms.Flags = ns.Type, ns.MaxEntries, ns.Flags
+		}
 		repl[mname] = m
 	}
 	if err := spec.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {

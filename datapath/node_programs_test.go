@@ -123,3 +123,51 @@ func progID(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
 	id, _ := info.ID()
 	return id
 }
+
+// TestHostSharesSNATMap checks that the node's SNAT state is node-wide:
+// every load of the host programs uses the node's cilia_snat, so
+// translations outlive a reload of the programs.
+func TestHostSharesSNATMap(t *testing.T) {
+	testrun.RequirePrivileges(t)
+	node, err := datapath.NewNode(datapath.NodeOptions{IPCacheMaxEntries: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Close() })
+	snat := node.Maps[datapath.MapSNAT]
+	if snat == nil {
+		t.Fatalf("node has no %s map", datapath.MapSNAT)
+	}
+	info, err := snat.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, ok := info.ID()
+	if !ok {
+		t.Fatal("map info has no ID")
+	}
+	for i := range 2 {
+		h, err := node.LoadHost(datapath.Settings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []*ebpf.Program{h.FromNetdev, h.ToNetdev} {
+			pi, err := p.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, ok := pi.MapIDs()
+			if !ok {
+				t.Fatal("program info has no map IDs")
+			}
+			found := false
+			for _, id := range ids {
+				found = found || id == want
+			}
+			if !found {
+				t.Errorf("load %d: program %s does not use the node's %s (map %d; uses %v)", i+1, pi.Name, datapath.MapSNAT, want, ids)
+			}
+		}
+		h.Close()
+	}
+}

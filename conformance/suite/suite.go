@@ -285,10 +285,19 @@ func (r *scenarioRun) runProbe(ctx context.Context, pp *probePlan) probeResult {
 	return res
 }
 
-// checkRelations checks the expectations that relate observations:
-// sameBackend and distinctBackends across a probe's repetitions, and
-// sameBackendAs against an earlier named probe.
+// checkRelations checks the expectations that relate observations
+// (CheckRelations) against the named probes run so far.
 func (r *scenarioRun) checkRelations(p scenario.Probe, backends []string) []string {
+	return CheckRelations(p, backends, r.named, func(pod string) bool { return r.podExists(p.Step, pod) })
+}
+
+// CheckRelations checks the expectations that relate observations and
+// returns one line per mismatch: sameBackend and distinctBackends across
+// the backends of a probe's repetitions, and sameBackendAs against
+// named, the backends the named probes run so far reported ("" for
+// none). A sameBackendAs whose earlier backend no longer exists (exists
+// says) holds whatever the backend: the connection had to move.
+func CheckRelations(p scenario.Probe, backends []string, named map[string]string, exists func(pod string) bool) []string {
 	var wrong []string
 	distinct := map[string]bool{}
 	for _, b := range backends {
@@ -304,13 +313,13 @@ func (r *scenarioRun) checkRelations(p scenario.Probe, backends []string) []stri
 			k, len(backends), countBackends(backends)))
 	}
 	if name := p.Expect.SameBackendAs; name != "" {
-		before, ran := r.named[name]
+		before, ran := named[name]
 		switch {
 		case !ran:
 			wrong = append(wrong, fmt.Sprintf("sameBackendAs: probe %q did not run", name))
 		case before == "":
 			wrong = append(wrong, fmt.Sprintf("sameBackendAs: probe %q observed no backend", name))
-		case !r.podExists(p.Step, before):
+		case !exists(before):
 			// The backend went away: the connection may go anywhere.
 		default:
 			for k, b := range backends {

@@ -11,6 +11,7 @@ import (
 	"github.com/ciliaproject/cilia/conformance/features"
 	specmodel "github.com/ciliaproject/cilia/conformance/model"
 	"github.com/ciliaproject/cilia/conformance/scenario"
+	"github.com/ciliaproject/cilia/conformance/suite"
 	"github.com/ciliaproject/cilia/conformance/target"
 )
 
@@ -84,7 +85,8 @@ func checkScenarios(t *testing.T, dir string) int {
 					}
 					backends = append(backends, obs.Backend)
 				}
-				msgs = append(msgs, related(p, backends, named)...)
+				exists := func(pod string) bool { _, ok := sc.StateAt(p.Step).Pod(pod); return ok }
+				msgs = append(msgs, suite.CheckRelations(p, backends, named, exists)...)
 				if p.Name != "" {
 					named[p.Name] = backends[0]
 				}
@@ -102,28 +104,6 @@ func checkScenarios(t *testing.T, dir string) int {
 
 func hasMutations(st scenario.Step) bool {
 	return len(st.Apply)+len(st.Delete)+len(st.SetLabels)+len(st.AddPods)+len(st.DeletePods)+len(st.TerminatePods)+len(st.AddNamespaces) > 0
-}
-
-// related checks the expectations that relate a probe's repetitions and
-// other probes: sameBackend, distinctBackends, sameBackendAs (named holds
-// the backend of the named probes so far).
-func related(p scenario.Probe, backends []string, named map[string]string) []string {
-	var out []string
-	distinct := map[string]bool{}
-	for _, b := range backends {
-		distinct[b] = true
-	}
-	e := p.Expect
-	if e.SameBackend && len(distinct) != 1 {
-		out = append(out, fmt.Sprintf("sameBackend: the repetitions reached %d backends", len(distinct)))
-	}
-	if e.DistinctBackends > 0 && len(distinct) < e.DistinctBackends {
-		out = append(out, fmt.Sprintf("distinctBackends: expected at least %d, the repetitions reached %d", e.DistinctBackends, len(distinct)))
-	}
-	if e.SameBackendAs != "" && (len(backends) == 0 || backends[0] != named[e.SameBackendAs]) {
-		out = append(out, fmt.Sprintf("sameBackendAs %s: expected %s, observed %v", e.SameBackendAs, named[e.SameBackendAs], backends))
-	}
-	return out
 }
 
 // mismatch compares an observation with a probe's expectation as the suite

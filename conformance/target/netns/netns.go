@@ -271,7 +271,7 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 		}
 		evs = append(evs, more...)
 		if drop == nil {
-			if drop = matchingDrop(more, client.addr, server.addr); drop != nil {
+			if drop = matchingDrop(more, client.addr); drop != nil {
 				cancel()
 			}
 		}
@@ -345,10 +345,9 @@ func (t *Target) drain() ([]nodeEvent, error) {
 }
 
 // matchingDrop returns the first drop event of a packet from or to the
-// client a or the address b it connects to. A load balancer translates
-// the connection's packets, so a drop after the translation is matched
-// by the client's address alone.
-func matchingDrop(evs []nodeEvent, a, b netip.Addr) *events.Event {
+// client's address: a load balancer translates the address the client
+// connects to, so the server's side of a dropped packet may be another.
+func matchingDrop(evs []nodeEvent, client netip.Addr) *events.Event {
 	for i := range evs {
 		e := evs[i].ev
 		if !e.IsDrop() {
@@ -358,8 +357,7 @@ func matchingDrop(evs []nodeEvent, a, b netip.Addr) *events.Event {
 		if f.IP == nil {
 			continue
 		}
-		src, dst := f.IP.Source, f.IP.Destination
-		if src == a.String() || dst == a.String() || (src == b.String() && dst == a.String()) {
+		if f.IP.Source == client.String() || f.IP.Destination == client.String() {
 			return &e
 		}
 	}

@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/google/gopacket"
@@ -152,7 +153,7 @@ func (t *Target) Probe(ctx context.Context, p scenario.Probe) (target.Observatio
 		walks = append(walks, w)
 	}
 	obs.Verdict = target.Allowed
-	obs.ReplyVia = sortedKeys(replyVia)
+	obs.ReplyVia = slices.Sorted(maps.Keys(replyVia))
 	obs.Flows = t.flowsOf(walks)
 	return obs, nil
 }
@@ -227,15 +228,6 @@ func familyOf(a netip.Addr) scenario.Family {
 		return scenario.IPv4
 	}
 	return scenario.IPv6
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // frameEnds returns the source and destination address and port of a
