@@ -21,9 +21,12 @@
  * Load balancing from outside (NodePort, externalIPs, LoadBalancer IPs: the
  * frontend's LB_SCOPE_EXTERNAL entry, lb.h). The backend of a new
  * connection is chosen by lb_select_backend and pinned by a conntrack
- * service entry (ct.h, client -> frontend); no usable backend (none at all,
- * or externalTrafficPolicy Local and none on this node): dropped with
- * DROP_NO_SERVICE. Then the destination becomes the backend (nat.h) and
+ * service entry (ct.h, client -> frontend). No backend at all: the client
+ * gets a rejection (reject.h: TCP RST, ICMP port unreachable) back out of
+ * the uplink, and a DROP_NO_SERVICE event is emitted, as Kubernetes
+ * expects; externalTrafficPolicy Local without a backend on this node:
+ * dropped with DROP_NO_SERVICE. Then the destination becomes the backend
+ * (nat.h) and
  *   - a backend on this node: delivered to its veth as above, the client's
  *     address kept (its identity in skb->mark); to_netdev translates the
  *     replies back;
@@ -65,6 +68,7 @@
 #include "lib/nat.h"
 #include "lib/dsr.h"
 #include "lib/snat.h"
+#include "lib/reject.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
@@ -181,11 +185,29 @@ static __always_inline int nodeport_reply(struct __sk_buff *ctx, struct packet *
 	return node_pass(ctx, info, OBS_TO_NETWORK, uplink_ifindex, ret, 0);
 }
 
+/* nodeport_reject answers a connection from the network to a frontend
+ * without any backend as Kubernetes expects: the drop event
+ * DROP_NO_SERVICE for pkt, then the packet rewritten into its rejection
+ * (reject.h: a TCP RST, an ICMP port unreachable; Ethernet addresses
+ * swapped, so it goes back to the hop it came from) and sent back out of
+ * the uplink. Returns TC_ACT_REDIRECT, or TC_ACT_SHOT when the rejection
+ * cannot be built. */
+static __always_inline int nodeport_reject(struct __sk_buff *ctx, const struct packet *pkt,
+					   struct event_info *info)
+{
+	node_drop(ctx, info, DROP_NO_SERVICE, OBS_FROM_NETWORK, uplink_ifindex);
+	if (reject_packet(ctx, pkt) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(uplink_ifindex, 0);
+}
+
 /* nodeport_lb load-balances pkt, a packet from the network to a frontend
  * whose external service entry is svc (see the header comment). Returns
  * the verdict: TC_ACT_REDIRECT (to a local endpoint, the VXLAN device or
- * the uplink) or TC_ACT_SHOT (DROP_NO_SERVICE when the frontend has no
- * usable backend), with its event; under TRACE_CONNECTION_EVENTS only the
+ * the uplink; a rejection back out of the uplink, with a DROP_NO_SERVICE
+ * event, when the frontend has no backend at all) or TC_ACT_SHOT
+ * (DROP_NO_SERVICE when an externalTrafficPolicy Local frontend has no
+ * local backend), with its event; under TRACE_CONNECTION_EVENTS only the
  * packets that chose a backend are traced. */
 static __always_inline int nodeport_lb(struct __sk_buff *ctx, struct packet *pkt,
 				       struct event_info *info, const struct lb_service *svc)
@@ -214,8 +236,13 @@ static __always_inline int nodeport_lb(struct __sk_buff *ctx, struct packet *pkt
 		/* New, or its backend is gone: choose (again). */
 		id = lb_select_backend(pkt->tuple.family, &pkt->tuple.daddr, pkt->tuple.dport,
 				       pkt->tuple.nexthdr, LB_SCOPE_EXTERNAL, svc, &pkt->tuple, now, &be);
-		if (!id || !be)
+		if (!id || !be) {
+			/* No backend at all: rejected. externalTrafficPolicy
+			 * Local without a local one: dropped, as kube-proxy does. */
+			if (!(flags & LB_F_LOCAL) && !svc->count && !svc->terminating)
+				return nodeport_reject(ctx, pkt, info);
 			return node_drop(ctx, info, DROP_NO_SERVICE, OBS_FROM_NETWORK, uplink_ifindex);
+		}
 		chosen = 1;
 		if (ce) {
 			ce->backend_id = id;

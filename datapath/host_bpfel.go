@@ -169,6 +169,42 @@ type hostMetricsValue struct {
 	Bytes   uint64
 }
 
+type hostRejectScratch struct {
+	_       structs.HostLayout
+	Quote   [256]uint8
+	Macs    [12]uint8
+	Swapped [12]uint8
+	Th      [20]uint8
+	_       [4]byte
+	Rst     [20]uint8
+	_       [4]byte
+	Ip      [40]uint8
+	Ph4     struct {
+		_     structs.HostLayout
+		Saddr uint32
+		Daddr uint32
+		Zero  uint8
+		Proto uint8
+		Len   uint16
+	}
+	_   [4]byte
+	Ph6 struct {
+		_     structs.HostLayout
+		Saddr struct {
+			_    structs.HostLayout
+			Addr [16]uint8
+		}
+		Daddr struct {
+			_    structs.HostLayout
+			Addr [16]uint8
+		}
+		Len     uint32
+		Zero    [3]uint8
+		Nexthdr uint8
+	}
+	Icmp [8]uint8
+}
+
 type hostSnatEntry struct {
 	_       structs.HostLayout
 	Expires uint64
@@ -229,6 +265,7 @@ const (
 	hostMapCiliaLbScratch       = "cilia_lb_scratch"
 	hostMapCiliaLbServices      = "cilia_lb_services"
 	hostMapCiliaMetrics         = "cilia_metrics"
+	hostMapCiliaRejectScratch   = "cilia_reject_scratch"
 	hostMapCiliaSnat            = "cilia_snat"
 	hostProgFromNetdev          = "from_netdev"
 	hostProgToNetdev            = "to_netdev"
@@ -304,21 +341,22 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
-	CiliaCt4        *ebpf.MapSpec `ebpf:"cilia_ct4"`
-	CiliaCt6        *ebpf.MapSpec `ebpf:"cilia_ct6"`
-	CiliaEndpoints  *ebpf.MapSpec `ebpf:"cilia_endpoints"`
-	CiliaEpPolicy   *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
-	CiliaEvents     *ebpf.MapSpec `ebpf:"cilia_events"`
-	CiliaIpcHosts   *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
-	CiliaIpcache    *ebpf.MapSpec `ebpf:"cilia_ipcache"`
-	CiliaLbAffinity *ebpf.MapSpec `ebpf:"cilia_lb_affinity"`
-	CiliaLbBackends *ebpf.MapSpec `ebpf:"cilia_lb_backends"`
-	CiliaLbMaglev   *ebpf.MapSpec `ebpf:"cilia_lb_maglev"`
-	CiliaLbRevnat   *ebpf.MapSpec `ebpf:"cilia_lb_revnat"`
-	CiliaLbScratch  *ebpf.MapSpec `ebpf:"cilia_lb_scratch"`
-	CiliaLbServices *ebpf.MapSpec `ebpf:"cilia_lb_services"`
-	CiliaMetrics    *ebpf.MapSpec `ebpf:"cilia_metrics"`
-	CiliaSnat       *ebpf.MapSpec `ebpf:"cilia_snat"`
+	CiliaCt4           *ebpf.MapSpec `ebpf:"cilia_ct4"`
+	CiliaCt6           *ebpf.MapSpec `ebpf:"cilia_ct6"`
+	CiliaEndpoints     *ebpf.MapSpec `ebpf:"cilia_endpoints"`
+	CiliaEpPolicy      *ebpf.MapSpec `ebpf:"cilia_ep_policy"`
+	CiliaEvents        *ebpf.MapSpec `ebpf:"cilia_events"`
+	CiliaIpcHosts      *ebpf.MapSpec `ebpf:"cilia_ipc_hosts"`
+	CiliaIpcache       *ebpf.MapSpec `ebpf:"cilia_ipcache"`
+	CiliaLbAffinity    *ebpf.MapSpec `ebpf:"cilia_lb_affinity"`
+	CiliaLbBackends    *ebpf.MapSpec `ebpf:"cilia_lb_backends"`
+	CiliaLbMaglev      *ebpf.MapSpec `ebpf:"cilia_lb_maglev"`
+	CiliaLbRevnat      *ebpf.MapSpec `ebpf:"cilia_lb_revnat"`
+	CiliaLbScratch     *ebpf.MapSpec `ebpf:"cilia_lb_scratch"`
+	CiliaLbServices    *ebpf.MapSpec `ebpf:"cilia_lb_services"`
+	CiliaMetrics       *ebpf.MapSpec `ebpf:"cilia_metrics"`
+	CiliaRejectScratch *ebpf.MapSpec `ebpf:"cilia_reject_scratch"`
+	CiliaSnat          *ebpf.MapSpec `ebpf:"cilia_snat"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -367,21 +405,22 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
-	CiliaCt4        *ebpf.Map `ebpf:"cilia_ct4"`
-	CiliaCt6        *ebpf.Map `ebpf:"cilia_ct6"`
-	CiliaEndpoints  *ebpf.Map `ebpf:"cilia_endpoints"`
-	CiliaEpPolicy   *ebpf.Map `ebpf:"cilia_ep_policy"`
-	CiliaEvents     *ebpf.Map `ebpf:"cilia_events"`
-	CiliaIpcHosts   *ebpf.Map `ebpf:"cilia_ipc_hosts"`
-	CiliaIpcache    *ebpf.Map `ebpf:"cilia_ipcache"`
-	CiliaLbAffinity *ebpf.Map `ebpf:"cilia_lb_affinity"`
-	CiliaLbBackends *ebpf.Map `ebpf:"cilia_lb_backends"`
-	CiliaLbMaglev   *ebpf.Map `ebpf:"cilia_lb_maglev"`
-	CiliaLbRevnat   *ebpf.Map `ebpf:"cilia_lb_revnat"`
-	CiliaLbScratch  *ebpf.Map `ebpf:"cilia_lb_scratch"`
-	CiliaLbServices *ebpf.Map `ebpf:"cilia_lb_services"`
-	CiliaMetrics    *ebpf.Map `ebpf:"cilia_metrics"`
-	CiliaSnat       *ebpf.Map `ebpf:"cilia_snat"`
+	CiliaCt4           *ebpf.Map `ebpf:"cilia_ct4"`
+	CiliaCt6           *ebpf.Map `ebpf:"cilia_ct6"`
+	CiliaEndpoints     *ebpf.Map `ebpf:"cilia_endpoints"`
+	CiliaEpPolicy      *ebpf.Map `ebpf:"cilia_ep_policy"`
+	CiliaEvents        *ebpf.Map `ebpf:"cilia_events"`
+	CiliaIpcHosts      *ebpf.Map `ebpf:"cilia_ipc_hosts"`
+	CiliaIpcache       *ebpf.Map `ebpf:"cilia_ipcache"`
+	CiliaLbAffinity    *ebpf.Map `ebpf:"cilia_lb_affinity"`
+	CiliaLbBackends    *ebpf.Map `ebpf:"cilia_lb_backends"`
+	CiliaLbMaglev      *ebpf.Map `ebpf:"cilia_lb_maglev"`
+	CiliaLbRevnat      *ebpf.Map `ebpf:"cilia_lb_revnat"`
+	CiliaLbScratch     *ebpf.Map `ebpf:"cilia_lb_scratch"`
+	CiliaLbServices    *ebpf.Map `ebpf:"cilia_lb_services"`
+	CiliaMetrics       *ebpf.Map `ebpf:"cilia_metrics"`
+	CiliaRejectScratch *ebpf.Map `ebpf:"cilia_reject_scratch"`
+	CiliaSnat          *ebpf.Map `ebpf:"cilia_snat"`
 }
 
 func (m *hostMaps) Close() error {
@@ -400,6 +439,7 @@ func (m *hostMaps) Close() error {
 		m.CiliaLbScratch,
 		m.CiliaLbServices,
 		m.CiliaMetrics,
+		m.CiliaRejectScratch,
 		m.CiliaSnat,
 	)
 }

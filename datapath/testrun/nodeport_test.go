@@ -375,36 +375,68 @@ func TestNodePortSNAT(t *testing.T) {
 	}
 }
 
-// TestNodePortNoBackend: a frontend without usable backend from outside:
-// none at all, or externalTrafficPolicy Local without a backend on this
-// node (the internal entry still has the remote one): dropped with
-// NO_SERVICE.
+// TestNodePortNoBackend: a connection from the network to a frontend
+// without any backend is rejected as Kubernetes expects (a TCP RST or an
+// ICMP port unreachable from the frontend, back out of the uplink to the
+// hop it came from) with a NO_SERVICE drop event; an externalTrafficPolicy
+// Local frontend without a local backend drops it (no rejection).
 func TestNodePortNoBackend(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		svc  npService
+		name   string
+		svc    npService
+		reject bool
 	}{
 		{"no backend", npService{frontend: netip.AddrPortFrom(ovNode1, npNodePort), proto: testrun.ProtoTCP, revNat: 9,
-			flags: maps.LBFlagNodePort | maps.LBFlagExternal}},
+			flags: maps.LBFlagNodePort | maps.LBFlagExternal}, true},
 		{"eTP Local without local backend", npService{frontend: netip.AddrPortFrom(ovNode1, npNodePort), proto: testrun.ProtoTCP, revNat: 9,
-			flags: maps.LBFlagNodePort | maps.LBFlagExternal | maps.LBFlagLocal, internalOnly: []netip.AddrPort{netip.AddrPortFrom(ovRemoteV4, npTargetPort)}}},
+			flags: maps.LBFlagNodePort | maps.LBFlagExternal | maps.LBFlagLocal, internalOnly: []netip.AddrPort{netip.AddrPortFrom(ovRemoteV4, npTargetPort)}}, false},
 		{"UDP externalIP without backend", npService{frontend: netip.AddrPortFrom(npExternalIP, 53), proto: testrun.ProtoUDP, revNat: 9,
-			flags: maps.LBFlagExternal}},
+			flags: maps.LBFlagExternal}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _, host := npHost(t, ovTunnelIfindex)
 			npPut(t, h.Node, tc.svc)
-			pkt := npTCP(netip.AddrPortFrom(npClient, 40000), tc.svc.frontend, testrun.SYN)
+			client := netip.AddrPortFrom(npClient, 40000)
+			pkt := npTCP(client, tc.svc.frontend, testrun.SYN)
 			if tc.svc.proto == testrun.ProtoUDP {
-				pkt = testrun.UDP(netip.AddrPortFrom(npClient, 40000), tc.svc.frontend, []byte("q"))
+				pkt = testrun.UDP(client, tc.svc.frontend, []byte("q"))
 			}
 			r, err := h.FromNetdev(host, pkt)
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := ovExpectDrop(t, r, dropreason.NoService, maps.IdentityWorld)
-			if d.ObservationPoint != events.ObsFromNetwork || d.Ifindex != ovUplinkIfindex {
-				t.Errorf("drop %v: want FROM_NETWORK on ifindex %d", d, ovUplinkIfindex)
+			if !tc.reject {
+				d := ovExpectDrop(t, r, dropreason.NoService, maps.IdentityWorld)
+				if d.ObservationPoint != events.ObsFromNetwork || d.Ifindex != ovUplinkIfindex {
+					t.Errorf("drop %v: want FROM_NETWORK on ifindex %d", d, ovUplinkIfindex)
+				}
+				return
+			}
+			if r.Code != testrun.ActRedirect {
+				t.Fatalf("code %d, want TC_ACT_REDIRECT (the rejection): %v", r.Code, r.Events)
+			}
+			d, ok := r.Drop()
+			if !ok || len(r.Events) != 1 || d.Reason != dropreason.NoService {
+				t.Fatalf("want exactly one NO_SERVICE drop event, got %v", r.Events)
+			}
+			if !bytes.Equal(r.Packet[0:6], pkt[6:12]) || !bytes.Equal(r.Packet[6:12], pkt[0:6]) {
+				t.Errorf("rejection MACs %x -> %x, want the packet's swapped", r.Packet[6:12], r.Packet[0:6])
+			}
+			out := gopacket.NewPacket(r.Packet, layers.LayerTypeEthernet, gopacket.Default)
+			ip, _ := out.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if ip == nil || !ip.SrcIP.Equal(tc.svc.frontend.Addr().AsSlice()) || !ip.DstIP.Equal(client.Addr().AsSlice()) {
+				t.Fatalf("rejection is not IPv4 frontend -> client: %v", out)
+			}
+			if tc.svc.proto == testrun.ProtoTCP {
+				tcp, _ := out.Layer(layers.LayerTypeTCP).(*layers.TCP)
+				if tcp == nil || !tcp.RST || uint16(tcp.SrcPort) != tc.svc.frontend.Port() || uint16(tcp.DstPort) != client.Port() {
+					t.Fatalf("want a RST from the frontend's port to the client's: %v", out)
+				}
+				return
+			}
+			icmp, _ := out.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			if icmp == nil || icmp.TypeCode != layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort) {
+				t.Fatalf("want an ICMP port unreachable: %v", out)
 			}
 		})
 	}
