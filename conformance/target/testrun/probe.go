@@ -3,8 +3,8 @@ package testrun
 import (
 	"context"
 	"fmt"
-	"net"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
