@@ -70,24 +70,11 @@ type tracer struct {
 }
 
 func newTracer(sc *scenario.Scenario, step int) (*tracer, error) {
-	if step < 0 || step >= len(sc.Steps) {
-		return nil, fmt.Errorf("trace: step %d out of range (the scenario has steps 0-%d)", step, len(sc.Steps)-1)
+	t := &tracer{agent: agent.New()}
+	if err := scenarioagent.InMemoryAt(t.agent, sc, step); err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
 	}
-	t := &tracer{agent: agent.New(), state: sc.StateAt(step)}
-	err := scenarioagent.Setup(t.agent, sc, func(scenario.Node) (agent.Datapath, error) {
-		return agent.NewMemoryDatapath(), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, st := range sc.Steps {
-		if st.Index > step {
-			break
-		}
-		if err := scenarioagent.Step(t.agent, st); err != nil {
-			return nil, err
-		}
-	}
+	t.state = sc.StateAt(step)
 	return t, nil
 }
 

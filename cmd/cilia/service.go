@@ -92,23 +92,9 @@ own backends, so the output depends on --node (default: the first node).`,
 // scenarioAgent builds sc's cluster in a reference agent on in-memory
 // datapaths, with every step up to step applied.
 func scenarioAgent(sc *scenario.Scenario, step int, opts agent.Options) (*agent.Agent, error) {
-	if step < 0 || step >= len(sc.Steps) {
-		return nil, fmt.Errorf("step %d out of range (the scenario has steps 0-%d)", step, len(sc.Steps)-1)
-	}
 	a := agent.NewWithOptions(opts)
-	err := scenarioagent.Setup(a, sc, func(scenario.Node) (agent.Datapath, error) {
-		return agent.NewMemoryDatapath(), nil
-	})
-	if err != nil {
+	if err := scenarioagent.InMemoryAt(a, sc, step); err != nil {
 		return nil, err
-	}
-	for _, st := range sc.Steps {
-		if st.Index > step {
-			break
-		}
-		if err := scenarioagent.Step(a, st); err != nil {
-			return nil, err
-		}
 	}
 	return a, nil
 }

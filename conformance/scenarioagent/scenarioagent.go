@@ -59,6 +59,32 @@ func Setup(a *agent.Agent, sc *scenario.Scenario, dp DatapathFor) error {
 	return nil
 }
 
+// InMemoryAt builds sc's cluster in a on in-memory datapaths
+// (agent.MemoryDatapath: no kernel needed) with the mutations of every step
+// up to and including step applied: the agent as it is when that step's
+// probes run. For tools that read the agent's resolved state (cilia policy
+// trace, cilia service list).
+func InMemoryAt(a *agent.Agent, sc *scenario.Scenario, step int) error {
+	if step < 0 || step >= len(sc.Steps) {
+		return fmt.Errorf("step %d out of range (the scenario has steps 0-%d)", step, len(sc.Steps)-1)
+	}
+	err := Setup(a, sc, func(scenario.Node) (agent.Datapath, error) {
+		return agent.NewMemoryDatapath(), nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, st := range sc.Steps {
+		if st.Index > step {
+			break
+		}
+		if err := Step(a, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Step applies a step's mutations in the scenario format's order:
 // namespaces, deleted pods, added pods, terminating pods, labels, deleted
 // policies, applied policies.

@@ -399,13 +399,9 @@ func (w *Walker) neighOut(walk *Walk, pos position, r dptestrun.Result, pkt *[]b
 	if rt.none || rt.local || rt.ifindex != n.Topo.Uplink.Ifindex {
 		return pos, false, fmt.Errorf("node %s: redirect_neigh of %s out of the uplink, but the node does not route it there", n.Name, fi.dst)
 	}
-	nexthop := fi.dst
-	if rt.gateway.IsValid() {
-		nexthop = rt.gateway
-	}
-	mac, err := w.fabricMAC(nexthop)
+	nexthop, mac, err := w.nextHop(n, fi.dst, rt)
 	if err != nil {
-		return pos, false, fmt.Errorf("node %s: %w", n.Name, err)
+		return pos, false, err
 	}
 	out := append([]byte(nil), r.Packet...)
 	setMACs(out, mac, n.Topo.Uplink.MAC)
@@ -489,19 +485,30 @@ func (w *Walker) routeAtNode(walk *Walk, pos position, pkt *[]byte) (position, b
 	if rt.ifindex != n.Topo.Uplink.Ifindex {
 		return pos, false, fmt.Errorf("node %s routes %s to ifindex %d, which the simulator does not know", n.Name, fi.dst, rt.ifindex)
 	}
-	nexthop := fi.dst
-	if rt.gateway.IsValid() {
-		nexthop = rt.gateway
-	}
-	mac, err := w.fabricMAC(nexthop)
+	nexthop, mac, err := w.nextHop(n, fi.dst, rt)
 	if err != nil {
-		return pos, false, fmt.Errorf("node %s: %w", n.Name, err)
+		return pos, false, err
 	}
 	setMACs(out, mac, n.Topo.Uplink.MAC)
 	hop.Device, hop.Note = n.Topo.Uplink.Name, fmt.Sprintf("route: via %s dev %s", nexthop, n.Topo.Uplink.Name)
 	walk.Hops = append(walk.Hops, hop)
 	*pkt = out
 	return position{node: n, hook: ToNetdev, forwarded: true}, false, nil
+}
+
+// nextHop returns where node n sends a packet to dst that its route rt
+// sends out of the uplink: the gateway, or dst itself when directly
+// connected, and the MAC that answers for it on the fabric.
+func (w *Walker) nextHop(n *Node, dst netip.Addr, rt route) (netip.Addr, net.HardwareAddr, error) {
+	nexthop := dst
+	if rt.gateway.IsValid() {
+		nexthop = rt.gateway
+	}
+	mac, err := w.fabricMAC(nexthop)
+	if err != nil {
+		return nexthop, nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	return nexthop, mac, nil
 }
 
 // fabricMAC returns the MAC that answers for nexthop on the fabric: a
